@@ -1,0 +1,5 @@
+"""keras-topk: losses and metrics that train Keras classifiers for top-k accuracy."""
+
+__version__ = "0.1.0"
+
+from keras_topk import losses, metrics, ops  # noqa: E402,F401

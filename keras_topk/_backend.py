@@ -1,0 +1,66 @@
+"""The only backend-specific code in keras-topk.
+
+Everything else is written with ``keras.ops``. What cannot be written that way
+is checking label *values*: that needs either concrete values (eager mode) or a
+backend's own run-time assertion (TensorFlow graphs). Under XLA and JAX tracing
+no value check is possible; what the losses then do with a bad label is
+documented in the README ("Bad input").
+"""
+
+import numpy as np
+import keras
+
+
+def concrete_value(x):
+    """Returns ``x`` as a NumPy array if its values are known now, else None."""
+    if isinstance(x, (np.ndarray, np.generic, int, float, list, tuple)):
+        return np.asarray(x)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.executing_eagerly() and hasattr(x, "numpy"):
+            return x.numpy()
+        return None
+    if backend == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return None
+        return np.asarray(x)
+    if backend == "numpy":
+        return np.asarray(x)
+    return None
+
+
+def check_labels_in_range(labels, num_classes):
+    """Checks integer labels lie in [0, num_classes); returns the labels.
+
+    Eager values raise ``ValueError`` at once. In a TensorFlow graph
+    (``tf.function`` without XLA) the check runs with the step and raises
+    ``InvalidArgumentError``; XLA compiles the assertion away.
+    """
+    values = concrete_value(labels)
+    if values is not None:
+        bad = (values < 0) | (values >= num_classes)
+        if np.any(bad):
+            first = values[bad].reshape(-1)[:5].tolist()
+            raise ValueError(
+                f"Labels must be class indices in [0, {num_classes}) for scores with "
+                f"{num_classes} classes; got out-of-range labels {first} "
+                f"({int(np.sum(bad))} of {values.size})."
+            )
+        return labels
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        message = f"Labels must be class indices in [0, {num_classes})"
+        checks = [
+            tf.debugging.assert_non_negative(labels, message=message),
+            tf.debugging.assert_less(
+                labels, tf.cast(num_classes, labels.dtype), message=message
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(labels)
+    return labels

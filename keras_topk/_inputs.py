@@ -1,0 +1,111 @@
+"""Standardisation of scores and labels, shared by every loss and metric.
+
+Scores are logits of shape ``(..., n)``: half precision is promoted to float32
+(the relaxations underflow in float16), float64 is kept, anything else is an
+error. Labels are either integer class indices of shape ``(...,)`` or
+``(..., 1)``, or dense (one-hot or soft) rows of shape ``(..., n)``.
+"""
+
+from keras import ops
+from keras import backend
+
+from keras_topk import _backend
+
+_HALF = ("float16", "bfloat16")
+
+
+def compute_dtype(dtype):
+    """The dtype keras-topk computes in for scores of ``dtype``."""
+    dtype = backend.standardize_dtype(dtype)
+    if dtype in _HALF:
+        return "float32"
+    if dtype in ("float32", "float64"):
+        return dtype
+    raise ValueError(
+        f"Scores (y_pred) must be floating-point logits, got dtype {dtype}. "
+        "Cast them with `keras.ops.cast(y_pred, 'float32')`."
+    )
+
+
+def standardize_scores(y_pred):
+    """Returns scores as a float32/float64 tensor of rank >= 1 with a static class axis."""
+    scores = ops.convert_to_tensor(y_pred)
+    dtype = compute_dtype(scores.dtype)
+    if len(scores.shape) < 1:
+        raise ValueError(
+            "Scores (y_pred) must have a class axis, shape (batch, num_classes); got a scalar."
+        )
+    if scores.shape[-1] is None:
+        raise ValueError(
+            "The number of classes (last axis of y_pred) must be known when the loss is "
+            f"traced; got scores of shape {scores.shape}."
+        )
+    if backend.standardize_dtype(scores.dtype) != dtype:
+        scores = ops.cast(scores, dtype)
+    return scores
+
+
+def num_classes_of(scores):
+    return int(scores.shape[-1])
+
+
+def standardize_labels(y_true, scores):
+    """Returns ``(labels, dense)`` for ``scores`` of shape ``(..., n)``.
+
+    Sparse labels come back as int32 of shape ``scores.shape[:-1]`` (range-checked
+    where the values can be seen); dense labels as rows of ``scores.dtype`` of the
+    same shape as the scores.
+    """
+    labels = ops.convert_to_tensor(y_true)
+    n = num_classes_of(scores)
+    rank = len(scores.shape)
+    label_rank = len(labels.shape)
+    expected = (
+        f"integer labels of shape {_shape(scores.shape[:-1])} or "
+        f"{_shape(scores.shape[:-1] + (1,))}, or one-hot/soft labels of shape "
+        f"{_shape(scores.shape)}"
+    )
+    if label_rank == rank and labels.shape[-1] == n and n != 1:
+        dense = True
+    elif label_rank == rank and labels.shape[-1] == 1:
+        dense = False
+        labels = ops.squeeze(labels, axis=-1)
+    elif label_rank == rank - 1:
+        dense = False
+    else:
+        raise ValueError(
+            f"Labels (y_true) of shape {_shape(labels.shape)} do not match scores (y_pred) "
+            f"of shape {_shape(scores.shape)}: expected {expected}."
+        )
+    for a, b in zip(labels.shape[: rank - 1], scores.shape[:-1]):
+        if a is not None and b is not None and a != b:
+            raise ValueError(
+                f"Labels (y_true) of shape {_shape(labels.shape)} and scores (y_pred) of "
+                f"shape {_shape(scores.shape)} disagree on the batch size: expected {expected}."
+            )
+    if dense:
+        return ops.cast(labels, scores.dtype), True
+    label_dtype = backend.standardize_dtype(labels.dtype)
+    if label_dtype == "bool" or label_dtype.startswith("complex"):
+        raise ValueError(f"Labels (y_true) must be class indices, got dtype {label_dtype}.")
+    labels = ops.cast(labels, "int32")
+    return _backend.check_labels_in_range(labels, n), False
+
+
+def flatten_batch(scores, labels, dense):
+    """Flattens leading axes: scores to (b, n), labels to (b,) or (b, n)."""
+    n = num_classes_of(scores)
+    scores = ops.reshape(scores, (-1, n))
+    labels = ops.reshape(labels, (-1, n) if dense else (-1,))
+    return scores, labels
+
+
+def unflatten_batch(values, reference_scores):
+    """Reshapes per-sample values of shape (b,) back to the scores' leading axes."""
+    if len(reference_scores.shape) == 2:
+        return values
+    return ops.reshape(values, ops.shape(reference_scores)[:-1])
+
+
+def _shape(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")

@@ -1,0 +1,52 @@
+"""Relaxed comparators: the sigmoid-like CDFs that soften a swap.
+
+A relaxed comparator on wires ``(a, b)`` mixes them with weight
+``alpha = f(x_b - x_a)``: the soft minimum is ``alpha x_a + (1 - alpha) x_b``.
+Every ``f`` here is the CDF of a symmetric density, so ``f(-v) = 1 - f(v)`` and
+``f(v) -> [v > 0]`` as the inverse temperature grows. Formulas are those of
+Petersen et al. (ICML 2022) as the reference implementation computes them.
+"""
+
+import math
+
+from keras import ops
+
+DISTRIBUTIONS = ("logistic", "logistic_phi", "cauchy", "reciprocal", "gaussian", "optimal")
+
+
+def comparator_weight(diff, distribution, inverse_temperature, art_lambda=0.5):
+    """``alpha = f(diff)`` for ``diff = x_b - x_a``, elementwise.
+
+    Args:
+        diff: differences ``x_b - x_a``.
+        distribution: one of ``DISTRIBUTIONS``:
+            - "logistic": ``sigmoid(beta v)``.
+            - "logistic_phi": ``sigmoid(beta v / (|v| + 1e-10) ** art_lambda)``; the
+              activation replacement trick (ART), steeper near ties so that
+              close scores still get a useful gradient.
+            - "cauchy": ``atan(beta v) / pi + 1/2``.
+            - "reciprocal": ``(beta v / (2 + |beta v|) + 1) / 2``.
+            - "gaussian": the normal CDF of ``beta v``.
+            - "optimal": ``clip(u, -1/4, 1/4) + 1/2 + sign(u) [|u| > 1/4] (1/4 - 1/(16|u|))``
+              with ``u = beta v``; the monotonic sigmoid that Petersen et al. (2022,
+              "Monotonic differentiable sorting networks") prove optimal.
+        inverse_temperature: ``beta > 0``, the steepness.
+        art_lambda: the exponent of "logistic_phi".
+    """
+    beta = inverse_temperature
+    if distribution == "logistic":
+        return ops.sigmoid(diff * beta)
+    if distribution == "logistic_phi":
+        return ops.sigmoid(diff * beta / ops.power(ops.abs(diff) + 1e-10, art_lambda))
+    if distribution == "gaussian":
+        sigma = 1.0 / beta
+        return 0.5 + 0.5 * ops.erf(diff / sigma / math.sqrt(2.0))
+    v = diff * beta
+    if distribution == "cauchy":
+        return ops.arctan(v) / math.pi + 0.5
+    if distribution == "reciprocal":
+        return 0.5 * (v / (2.0 + ops.abs(v)) + 1.0)
+    if distribution == "optimal":
+        outside = ops.cast(v > 0.25, v.dtype) - ops.cast(v < -0.25, v.dtype)
+        return ops.clip(v, -0.25, 0.25) + 0.5 + outside * (0.25 - 1.0 / 16.0 / (ops.abs(v) + 1e-10))
+    raise ValueError(f"Unknown distribution {distribution!r}; expected one of {list(DISTRIBUTIONS)}.")

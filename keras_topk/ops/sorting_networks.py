@@ -1,0 +1,214 @@
+"""Sorting and selection networks as static index arrays.
+
+A network acts on ``n`` wires; wire ``n - 1`` receives the largest value. It is
+a list of layers, each a set of disjoint comparators. A comparator reads wires
+``a < b`` (the relaxation's ``alpha = f(x_b - x_a)`` is computed from them in
+that order) and writes the minimum to ``min_wire`` and the maximum to
+``max_wire``; ``{min_wire, max_wire} == {a, b}``. Bitonic networks have
+comparators that write the maximum to the lower wire.
+
+The layouts are those of the reference implementation (``difftopk``), so the
+relaxation of each network matches it number for number: which comparators
+share a layer changes the relaxed result, not only the hard one.
+
+Networks are built once per ``(kind, n, k)`` and cached; they hold only index
+arrays of length ``n`` per layer, never ``n x n`` matrices.
+"""
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+NETWORKS = ("odd_even", "bitonic", "splitter_selection")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One layer of comparators, plus the per-wire arrays that execute it.
+
+    ``a``, ``b``, ``min_wire``, ``max_wire``: int32 arrays of length ``c`` (the
+    comparators). ``partner[w]`` is the other wire of ``w``'s comparator (``w``
+    itself if the layer leaves ``w`` alone). ``own[w]`` and ``other[w]`` index
+    the vector ``[alpha (c), 1 - alpha (c), 1, 0]`` and give the weights of
+    ``x[w]`` and ``x[partner[w]]`` in the layer's output at ``w``.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    min_wire: np.ndarray
+    max_wire: np.ndarray
+    partner: np.ndarray
+    own: np.ndarray
+    other: np.ndarray
+
+    @property
+    def num_comparators(self):
+        return int(self.a.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    kind: str
+    n: int
+    k: int
+    layers: tuple
+
+    @property
+    def num_comparators(self):
+        return sum(layer.num_comparators for layer in self.layers)
+
+    def comparators(self):
+        """The network as a list of layers of ``(a, b, min_wire, max_wire)`` tuples."""
+        return [
+            list(zip(l.a.tolist(), l.b.tolist(), l.min_wire.tolist(), l.max_wire.tolist()))
+            for l in self.layers
+        ]
+
+    def apply_hard(self, values):
+        """Runs the network with exact comparators on the last axis of ``values`` (NumPy)."""
+        x = np.array(values, copy=True)
+        for layer in self.layers:
+            xa, xb = x[..., layer.a], x[..., layer.b]
+            low, high = np.minimum(xa, xb), np.maximum(xa, xb)
+            x[..., layer.min_wire] = low
+            x[..., layer.max_wire] = high
+        return x
+
+
+def _make_layer(n, comparators):
+    """Builds a Layer from ``(a, b, min_wire, max_wire)`` tuples."""
+    c = len(comparators)
+    arr = np.array(comparators, dtype=np.int32).reshape(c, 4)
+    a, b, min_wire, max_wire = (arr[:, i].copy() for i in range(4))
+    partner = np.arange(n, dtype=np.int32)
+    # Untouched wires keep their value: weight 1 on themselves, 0 on the partner.
+    own = np.full(n, 2 * c, dtype=np.int32)
+    other = np.full(n, 2 * c + 1, dtype=np.int32)
+    seen = set()
+    for i, (ai, bi, lo, hi) in enumerate(comparators):
+        if ai >= bi or {lo, hi} != {ai, bi} or ai in seen or bi in seen:
+            raise ValueError(f"Invalid comparator {(ai, bi, lo, hi)} in layer {comparators}.")
+        seen.update((ai, bi))
+        partner[ai], partner[bi] = bi, ai
+        # out[lo] = alpha x_a + (1 - alpha) x_b and out[hi] = (1 - alpha) x_a + alpha x_b,
+        # so a wire keeps alpha of its own value when it reads the side its output takes.
+        ai_keeps_alpha = lo == ai
+        own[ai] = i if ai_keeps_alpha else c + i
+        other[ai] = c + i if ai_keeps_alpha else i
+        own[bi] = i if ai_keeps_alpha else c + i
+        other[bi] = c + i if ai_keeps_alpha else i
+    return Layer(a, b, min_wire, max_wire, partner, own, other)
+
+
+def _odd_even_layers(n):
+    layers = []
+    for layer in range(n):
+        start = layer % 2
+        layers.append([(i, i + 1, i, i + 1) for i in range(start, n - 1, 2)])
+    return layers
+
+
+def _bitonic_layers(n):
+    # A bitonic sorter on the next power of two; the padding wires sit below wire 0
+    # and any comparator touching one is dropped, exactly as the reference does.
+    blocks = max(1, math.ceil(math.log2(n))) if n > 1 else 0
+    size = 2**blocks
+    pad = size - n
+    layers = []
+    for block in range(blocks):
+        for sub in range(block + 1):
+            span = 2 ** (block - sub)
+            comps = []
+            for start in range(0, size, 2 * span):
+                for j in range(span):
+                    lo, hi = start + j, start + j + span
+                    if lo < pad or hi < pad:
+                        continue
+                    descending = (lo // 2 ** (block + 1)) % 2 == 1
+                    a, b = lo - pad, hi - pad
+                    comps.append((a, b, b, a) if descending else (a, b, a, b))
+            layers.append(comps)
+    return layers
+
+
+def _splitter_cascade(lanes):
+    """Layers of a splitter over ``lanes``: after it, each lane holds at least its rank bound."""
+    count = len(lanes)
+    if count < 2:
+        return []
+    depth = math.ceil(math.log2(count))
+    layers = []
+    for i in range(depth):
+        span = 2 ** (depth - i - 1)
+        layers.append(
+            [
+                (lanes[j], lanes[j + span])
+                for offset in range(0, count, 2 * span)
+                for j in range(offset, min(offset + span, count - span))
+            ]
+        )
+    return layers
+
+
+def _splitter_selection_layers(n, k):
+    # Selection network of Petersen et al. (appendix): lanes grouped by a lower
+    # bound on their rank (from the top) are split by splitter cascades until the
+    # top k ranks are isolated. Built top-first, then mirrored so that the
+    # largest value lands on wire n - 1.
+    rank_gain = [2 ** bin(i).count("1") - 1 for i in range(n)]
+    min_rank = [0] * n
+    next_layer = [0] * n
+    layers = []
+
+    def split_rank(rank):
+        selected = [lane for lane, r in enumerate(min_rank) if r == rank]
+        if len(selected) < 2:
+            return False
+        cascade = _splitter_cascade(selected)
+        offset = max(next_layer[lane] for lane in selected)
+        layers.extend([] for _ in range(offset + len(cascade) - len(layers)))
+        for i, comps in enumerate(cascade):
+            layers[offset + i].extend(comps)
+        for j, lane in enumerate(selected):
+            min_rank[lane] += rank_gain[j]
+            next_layer[lane] = offset + len(cascade)
+        return True
+
+    rank_end = -1
+    added = True
+    while added:
+        added = False
+        for rank in range(k - 1, rank_end, -1):
+            added |= split_rank(rank)
+        rank_end += 1
+    return [[(n - b - 1, n - a - 1, n - b - 1, n - a - 1) for a, b in comps] for comps in layers]
+
+
+@functools.lru_cache(maxsize=64)
+def build_network(kind, n, k=None):
+    """Returns the ``kind`` network on ``n`` wires (selection of the top ``k`` for splitter_selection).
+
+    Args:
+        kind: "odd_even" (odd-even transposition, n layers), "bitonic" (any n,
+            padded to a power of two) or "splitter_selection" (places only the
+            top ``k`` correctly, with far fewer comparators).
+        n: number of wires (classes).
+        k: number of top positions that must be correct. Required for
+            splitter_selection; recorded for the others.
+    """
+    if kind not in NETWORKS:
+        raise ValueError(f"Unknown network {kind!r}; expected one of {list(NETWORKS)}.")
+    if n < 1:
+        raise ValueError(f"A network needs at least one wire, got n={n}.")
+    if kind == "odd_even":
+        comps = _odd_even_layers(n)
+    elif kind == "bitonic":
+        comps = _bitonic_layers(n)
+    else:
+        if k is None or not 1 <= k <= n:
+            raise ValueError(f"splitter_selection needs 1 <= k <= n, got k={k}, n={n}.")
+        comps = _splitter_selection_layers(n, k)
+    layers = tuple(_make_layer(n, c) for c in comps)
+    return Network(kind, n, k if k is not None else n, layers)
