@@ -1,5 +1,5 @@
 """Differentiable primitives: sorting networks, relaxations, relaxed top-k."""
 
 from keras_topk.ops.relaxations import DISTRIBUTIONS, comparator_weight
-from keras_topk.ops.soft_topk import METHODS, soft_topk
+from keras_topk.ops.relaxed_topk import METHODS, soft_topk
 from keras_topk.ops.sorting_networks import NETWORKS, build_network
