@@ -19,7 +19,7 @@ class TopKLoss(keras.losses.Loss):
     """
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        with ops.name_scope(self.name):
+        with keras.name_scope(self.name):
             scores = _inputs.standardize_scores(y_pred)
             losses = self.call(y_true, scores)
             if sample_weight is not None:
