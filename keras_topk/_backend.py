@@ -9,6 +9,7 @@ documented in the README ("Bad input").
 
 import numpy as np
 import keras
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 
 def concrete_value(x):
@@ -64,3 +65,15 @@ def check_labels_in_range(labels, num_classes):
         with tf.control_dependencies(checks):
             return tf.identity(labels)
     return labels
+
+
+def may_assign_variables(value):
+    """Whether code that computed ``value`` may assign Keras variables here.
+
+    Under JAX a variable can only be updated inside a StatelessScope (the
+    trainer's): a plain ``jax.jit`` of a loss would leak a tracer into it.
+    TensorFlow graphs and eager code assign directly.
+    """
+    if keras.backend.backend() != "jax":
+        return True
+    return in_stateless_scope() or concrete_value(value) is not None

@@ -9,12 +9,12 @@ advanced by `TransitionCallback` at the end of every training step.
 import keras
 import numpy as np
 from keras import ops
-from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from keras_topk import _backend
 from keras_topk import _config
 from keras_topk import _inputs
 from keras_topk.losses._base import TopKLoss
+from keras_topk.metrics.topk_accuracy import _label_rank_2d
 
 TRANSITIONS = ("constant", "linear", "adaptive")
 GROUPS = ("label", "predicted")
@@ -153,11 +153,14 @@ def _transition_2d(s, labels, dense, k, weight, group):
 
 
 def _topk_hits(s, labels, dense, k):
-    """1.0 where the label is among the top k scores (ties count as hits)."""
+    """1.0 where fewer than k other classes score at least as high as the label.
+
+    The tie rule of ``keras_topk.metrics.TopKAccuracy``: ties count against the
+    label, so a model with constant scores (e.g. a zero-initialised head) is at
+    0 and does not jump the adaptive schedule towards the grouped loss.
+    """
     y = _label_index(labels, dense)
-    true_score = ops.take_along_axis(s, y[:, None], axis=1)
-    higher = ops.sum(ops.cast(ops.greater(s, true_score), "int32"), axis=-1)
-    return ops.cast(ops.less(higher, k), "float32")
+    return ops.cast(ops.less(_label_rank_2d(s, y), k), "float32")
 
 
 # --------------------------------------------------------------------------- #
@@ -313,15 +316,6 @@ class TransitionState(keras.metrics.Metric):
         return {"initial_weight": float(ops.convert_to_numpy(self.weight)), **super().get_config()}
 
 
-def _may_assign_inside(value):
-    # Under JAX a variable can only be updated inside a StatelessScope (the
-    # trainer's): a plain `jax.jit` of the loss would leak a tracer into it.
-    # TensorFlow graphs and eager code assign directly.
-    if keras.backend.backend() != "jax":
-        return True
-    return in_stateless_scope() or _backend.concrete_value(value) is not None
-
-
 # --------------------------------------------------------------------------- #
 # The loss
 # --------------------------------------------------------------------------- #
@@ -367,8 +361,8 @@ class TopKTransitionLoss(TopKLoss):
       with ``a_0 = 0`` (no bias correction, so training starts at
       ``weight_start``), and ``w = weight_start + (weight_end - weight_start) * a_t``.
       ``acc_t`` is the fraction of the batch whose label is among the top k
-      scores (ties count as hits, as ``keras.metrics.TopKCategoricalAccuracy``),
-      computed by the loss with no gradient.
+      scores, with ``keras_topk.metrics.TopKAccuracy``'s tie rule (ties count
+      against the label), computed by the loss with no gradient.
 
     **How the schedule advances: `TransitionCallback`.** ``"linear"`` and
     ``"adaptive"`` need ``keras_topk.losses.TransitionCallback()`` in
@@ -496,7 +490,7 @@ class TopKTransitionLoss(TopKLoss):
         losses = _transition_2d(s, labels, dense, k, weight, group)
         if self.transition == "adaptive":
             accuracy = ops.stop_gradient(ops.mean(_topk_hits(s, labels, dense, k)))
-            if _may_assign_inside(accuracy):
+            if _backend.may_assign_variables(accuracy):
                 self.state.batch_accuracy.assign(accuracy)
         return _inputs.unflatten_batch(losses, scores)
 

@@ -1,4 +1,4 @@
-"""Differentiable primitives: sorting networks, relaxations, relaxed top-k."""
+"""Differentiable primitives: sorting networks, relaxations, relaxed top-k, symmetric polynomials."""
 
 from keras_topk.ops.relaxations import DISTRIBUTIONS, comparator_weight
 from keras_topk.ops.relaxed_topk import METHODS, soft_topk

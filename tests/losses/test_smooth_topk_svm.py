@@ -11,32 +11,9 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp, softmax
 
 from keras_topk.losses import SmoothTopKSVM, TopKSVM, smooth_topk_svm, topk_svm
+from tests.references import autodiff
 
 THRESHOLD = math.log(1000.0)  # the reference's switch: gap >= k tau log(1000)
-
-
-def grad_of(fn, x):
-    """``fn(x)`` and the gradient of its sum."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        v = tf.Variable(x)
-        with tf.GradientTape() as tape:
-            out = fn(v)
-        return np.asarray(out), tape.gradient(out, v).numpy()
-    if backend == "jax":
-        import jax
-
-        def summed(v):
-            out = fn(v)
-            return keras.ops.sum(out), out
-
-        # jit: eager JAX compiles every primitive for every new shape, which
-        # makes the many-shape tests here take minutes.
-        (_, value), g = jax.jit(jax.value_and_grad(summed, has_aux=True))(x)
-        return np.asarray(value), np.asarray(g)
-    pytest.skip(f"no gradients on {backend}")
 
 
 # ---------------------------------------------------------------------------
@@ -123,7 +100,7 @@ CASES = [(n, k) for n in (2, 3, 5, 8) for k in range(1, n)]
 def test_values_and_gradients_equal_the_definition(n, k, tau, alpha, rng):
     x = mixed_scores(rng, n, k, tau)
     y = rng.integers(0, n, 12)
-    per_sample, grad = grad_of(lambda v: smooth_topk_svm(y, v, k, tau, alpha), x)
+    per_sample, grad = autodiff.value_and_grad(lambda v: smooth_topk_svm(y, v, k, tau, alpha), x)
     expected = [definition(x[i], y[i], k, tau, alpha) for i in range(12)]
     np.testing.assert_allclose(per_sample, [e[0] for e in expected], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(grad, [e[1] for e in expected], rtol=1e-10, atol=1e-10)
@@ -142,7 +119,7 @@ def test_gradient_matches_finite_differences_of_the_enumeration(rng):
     n, k, tau, alpha = 7, 3, 0.5, 1.0
     x = scores_near_a_tie(rng, 1, n, k, tau, 2.0)[0]
     y = 2
-    _, grad = grad_of(lambda v: keras.ops.sum(smooth_topk_svm(np.array([y]), v[None], k, tau, alpha)), x)
+    _, grad = autodiff.value_and_grad(lambda v: keras.ops.sum(smooth_topk_svm(np.array([y]), v[None], k, tau, alpha)), x)
     h = 1e-5
     fd = [
         (smooth_by_enumeration(x + h * e, y, k, tau, alpha)[0] - smooth_by_enumeration(x - h * e, y, k, tau, alpha)[0])
@@ -157,7 +134,7 @@ def test_hard_loss_equals_brute_force(n, k, rng):
     x = rng.normal(size=(6, n))
     y = rng.integers(0, n, 6)
     for alpha in (0.0, 1.0, 2.0):
-        value, grad = grad_of(lambda v: topk_svm(y, v, k, alpha), x)
+        value, grad = autodiff.value_and_grad(lambda v: topk_svm(y, v, k, alpha), x)
         expected = [hard_by_enumeration(x[i], y[i], k, alpha) for i in range(6)]
         np.testing.assert_allclose(value, [e[0] for e in expected], atol=1e-12)
         # Where the hinge is active, the subgradient of the max; else zero.
@@ -211,7 +188,7 @@ def test_extreme_scores_give_finite_values_and_gradients(rng):
     x[:4, :] = x[:4, :1]  # all tied: the smooth branch at huge scores
     y = rng.integers(0, n, 8)
     for k, tau in [(1, 1e-3), (5, 1e-3), (10, 10.0)]:
-        value, grad = grad_of(lambda v: smooth_topk_svm(y, v, k, tau, 1.0), x)
+        value, grad = autodiff.value_and_grad(lambda v: smooth_topk_svm(y, v, k, tau, 1.0), x)
         assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
         # Tied scores: L = tau log(1 + C(n-1, k) / C(n-1, k-1) exp(alpha / tau)).
         tied = tau * np.logaddexp(0.0, np.log(math.comb(n - 1, k) / math.comb(n - 1, k - 1)) + 1.0 / tau)
@@ -234,8 +211,8 @@ def _stability_check(n, k, scale, tau, alpha, near_tie, seed):
     def f(v):
         return smooth_topk_svm(y, v, k, tau, alpha)
 
-    v32, g32 = grad_of(f, x32)
-    v64, g64 = grad_of(f, x32.astype("float64"))
+    v32, g32 = autodiff.value_and_grad(f, x32)
+    v64, g64 = autodiff.value_and_grad(f, x32.astype("float64"))
     assert np.all(np.isfinite(v32)) and np.all(np.isfinite(g32))
     # 1e-37: below float32's smallest normal number a loss can only underflow.
     np.testing.assert_allclose(v32, v64, rtol=1e-3, atol=1e-37)

@@ -13,6 +13,7 @@ from keras_topk.losses import (
     topk_transition_loss,
 )
 from tests.conftest import requires_backend
+from tests.references import autodiff
 
 GROUPS = ("label", "predicted")
 
@@ -69,22 +70,6 @@ def ref_gradient(s, y, k, w, group):
 
 def distinct_scores(rng, b, n, scale=1.0):
     return (np.stack([rng.permutation(n) for _ in range(b)]) + rng.uniform(0, 0.5, (b, n))) * scale
-
-
-def _gradient(fn, x):
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        v = tf.Variable(x)
-        with tf.GradientTape() as tape:
-            out = fn(v)
-        return tape.gradient(out, v).numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(fn)(x))
-    pytest.skip(f"no gradients on {backend}")
 
 
 # --------------------------------------------------------------------------- #
@@ -214,7 +199,7 @@ def test_gradient_flows_only_through_the_scores(group, w, rng):
     n, k = 9, 3
     s = distinct_scores(rng, 8, n, scale=0.6)
     y = rng.integers(0, n, 8)
-    grad = _gradient(lambda v: keras.ops.sum(topk_transition_loss(y, v, k, w, group=group)), s)
+    grad = autodiff.grad(lambda v: keras.ops.sum(topk_transition_loss(y, v, k, w, group=group)), s)
     ref = np.stack([ref_gradient(row, t, k, w, group) for row, t in zip(s, y)])
     np.testing.assert_allclose(grad, ref, **(dict(rtol=1e-10, atol=1e-12) if FLOAT64 else TIGHT))
 
@@ -229,7 +214,7 @@ def test_gradient_matches_finite_differences_away_from_ties(rng):
     def objective(v):
         return keras.ops.sum(topk_transition_loss(y, v, 3, 0.6))
 
-    grad = _gradient(objective, s)
+    grad = autodiff.grad(objective, s)
     eps = 1e-6
     numeric = np.zeros_like(s)
     for idx in np.ndindex(s.shape):
@@ -282,6 +267,20 @@ def test_loss_records_batch_topk_accuracy(rng):
     loss(y, s)
     expected = np.mean([ref_group(row, t, 2, "predicted")[1] for row, t in zip(s, y)])
     assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == pytest.approx(expected)
+
+
+def test_batch_accuracy_counts_ties_against_the_label_like_the_metrics():
+    # A zero-initialised head: every class ties. Counting ties as hits would
+    # report 100% and start the adaptive schedule at the grouped loss.
+    loss = TopKTransitionLoss(k=3, transition="adaptive")
+    loss(np.array([0, 1, 2, 3]), np.zeros((4, 6), "float32"))
+    assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == 0.0
+    scores = np.array([[2.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0]], "float32")  # label 1 ties one / two others
+    loss = TopKTransitionLoss(k=2, transition="adaptive")
+    loss(np.array([1, 1]), scores)
+    assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == pytest.approx(0.0)
+    loss(np.array([2, 0]), np.array([[3.0, 2.0, 1.0, 0.0], [1.0, 0.5, 0.5, 0.0]], "float32"))
+    assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == pytest.approx(0.5)
 
 
 def test_loss_reads_the_current_weight(rng):
