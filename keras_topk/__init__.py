@@ -3,3 +3,4 @@
 __version__ = "0.1.0"
 
 from keras_topk import losses, metrics, ops  # noqa: E402,F401
+from keras_topk import export  # noqa: E402,F401  (imports TensorFlow only when called)

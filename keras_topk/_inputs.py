@@ -6,6 +6,7 @@ error. Labels are either integer class indices of shape ``(...,)`` or
 ``(..., 1)``, or dense (one-hot or soft) rows of shape ``(..., n)``.
 """
 
+import numpy as np
 from keras import ops
 from keras import backend
 
@@ -83,13 +84,58 @@ def standardize_labels(y_true, scores):
                 f"Labels (y_true) of shape {_shape(labels.shape)} and scores (y_pred) of "
                 f"shape {_shape(scores.shape)} disagree on the batch size: expected {expected}."
             )
+    label_dtype = backend.standardize_dtype(labels.dtype)
+    if not label_dtype.startswith(("int", "uint", "float", "bfloat16", "bool")):
+        raise ValueError(
+            f"Labels (y_true) must be integer class indices or one-hot/soft rows of numbers, "
+            f"got dtype {label_dtype}."
+        )
     if dense:
         return ops.cast(labels, scores.dtype), True
-    label_dtype = backend.standardize_dtype(labels.dtype)
-    if label_dtype == "bool" or label_dtype.startswith("complex"):
+    if label_dtype == "bool":
         raise ValueError(f"Labels (y_true) must be class indices, got dtype {label_dtype}.")
+    if not label_dtype.startswith(("int", "uint")):
+        _check_whole_numbers(labels)
     labels = ops.cast(labels, "int32")
-    return _backend.check_labels_in_range(labels, n), False
+    labels = _backend.check_labels_in_range(labels, n)
+    # Where no check can run (XLA, jax.jit), an out-of-range label would index
+    # out of bounds: TensorFlow's XLA clamps the index, JAX's gather fills in
+    # NaN. Clipping makes it the same finite result on every backend: the
+    # nearest class (documented in the README, "Bad input").
+    return ops.clip(labels, 0, n - 1), False
+
+
+def _check_whole_numbers(labels):
+    # Casting 1.5 to int32 would silently train on class 1; this usually means
+    # probabilities were passed where class indices belong. Only values known
+    # now (eager) can be checked.
+    values = _backend.concrete_value(labels)
+    if values is None:
+        return
+    bad = ~np.isfinite(values) | (np.floor(values) != values)
+    if np.any(bad):
+        first = values[bad].reshape(-1)[:5].tolist()
+        raise ValueError(
+            "Labels (y_true) of shape (batch,) or (batch, 1) are class indices and must be "
+            f"whole numbers; got {first} ({int(np.sum(bad))} of {values.size}). For "
+            "one-hot or soft labels pass rows of shape (batch, num_classes)."
+        )
+
+
+def floor_masked_scores(scores, scale=1.0):
+    """Replaces scores below a large negative floor (``-inf`` included) by the floor.
+
+    ``-inf`` is the usual way to mask a class out, but differences and
+    products of two ``-inf`` (``-inf - -inf``, ``0 * -inf``) are NaN. The floor,
+    ``-max_float / (16 n^2 scale)``, is far below any real logit and keeps the
+    sums of ``n^2`` pairwise differences (times ``scale``, e.g. an inverse
+    temperature) finite. Floored scores get no gradient; NaN is kept.
+    """
+    n = num_classes_of(scores)
+    dtype = backend.standardize_dtype(scores.dtype)
+    floor = -float(np.finfo(dtype).max) / (16.0 * n * n * max(float(scale), 1.0))
+    floor = ops.convert_to_tensor(floor, dtype=dtype)
+    return ops.where(ops.less(scores, floor), floor, scores)
 
 
 def flatten_batch(scores, labels, dense):

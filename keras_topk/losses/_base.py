@@ -31,3 +31,10 @@ class TopKLoss(keras.losses.Loss):
                 reduction=self.reduction,
                 dtype=losses.dtype,
             )
+
+    def get_config(self):
+        # Keras's Loss leaves `dtype` out of its config; keep it, so that
+        # `from_config(get_config())` rebuilds the loss with every argument.
+        config = super().get_config()
+        config["dtype"] = self._dtype_policy.name
+        return config

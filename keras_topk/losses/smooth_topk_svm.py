@@ -78,7 +78,11 @@ def smooth_topk_svm(y_true, y_pred, k=5, tau=1.0, alpha=1.0):
     """
     k, tau, alpha = check_smooth_topk_svm_args(k, tau, alpha)
     scores, labels = _prepare(y_true, y_pred, k)
-    return _inputs.unflatten_batch(_smooth_topk_svm_2d(*_flatten(scores, labels), k, tau, alpha), scores)
+    s, y = _flatten(scores, labels)
+    if s.shape[0] == 0:
+        # Keras's eager `max` refuses empty tensors, whatever the axis.
+        return _inputs.unflatten_batch(ops.zeros((0,), dtype=s.dtype), scores)
+    return _inputs.unflatten_batch(_nan_where_scores_are(s, _smooth_topk_svm_2d(s, y, k, tau, alpha)), scores)
 
 
 def topk_svm(y_true, y_pred, k=5, alpha=1.0):
@@ -89,8 +93,16 @@ def topk_svm(y_true, y_pred, k=5, alpha=1.0):
     k, alpha = check_topk_svm_args(k, alpha)
     scores, labels = _prepare(y_true, y_pred, k)
     s, y = _flatten(scores, labels)
-    _, t_k, s_y = _kth_other_and_label_score(s, y, k)
-    return _inputs.unflatten_batch(ops.relu(alpha + (t_k - s_y) / k), scores)
+    _, _, ranked, s_y = _top_others_and_label_score(s, y, k, ranks=(k - 1,))
+    t_k = ranked[k - 1]
+    return _inputs.unflatten_batch(_nan_where_scores_are(s, ops.relu(alpha + (t_k - s_y) / k)), scores)
+
+
+def _nan_where_scores_are(s, losses):
+    # `top_k` may pass over a NaN score and leave the loss finite; a NaN in a
+    # sample's scores must show in its loss, as in every other Keras loss.
+    has_nan = ops.any(ops.isnan(s), axis=-1)
+    return ops.where(has_nan, ops.convert_to_tensor(float("nan"), dtype=losses.dtype), losses)
 
 
 def _prepare(y_true, y_pred, k):
@@ -107,19 +119,67 @@ def _flatten(scores, labels):
     return _inputs.flatten_batch(scores, labels, dense=False)
 
 
-def _kth_other_and_label_score(s, y, k):
-    """``(top_k of the other classes, t_k, s_y)`` for scores (b, n) and labels (b,)."""
+def _top_others_and_label_score(s, y, count, ranks=()):
+    """The ``count`` highest-scoring other classes, and ``s_y``, for scores (b, n) and labels (b,).
+
+    Returns ``(values, hits, ranked, s_y)``: ``values`` (b, count) in descending
+    order, with no gradient; for each rank ``r`` in ``ranks`` (0 = highest),
+    ``hits[r]`` (b, n) marks that class and ``ranked[r]`` (b,) is its score,
+    with its gradient. The gradient of ``top_k`` or of a gather is a scatter,
+    on CPU slower than the rest of the loss; here it is a mask.
+    """
     n = int(s.shape[-1])
     is_label = ops.one_hot(y, n, dtype="bool")
     lowest = ops.convert_to_tensor(symmetric_polynomials.lowest_log(s.dtype), dtype=s.dtype)
-    others = ops.top_k(ops.where(is_label, lowest, s), k, sorted=True)
-    s_y = ops.take_along_axis(s, y[:, None], axis=1)[:, 0]
-    return others, others[0][:, k - 1], s_y
+    values, indices = ops.top_k(ops.stop_gradient(ops.where(is_label, lowest, s)), count, sorted=True)
+    positions = ops.arange(n, dtype=indices.dtype)[None, :]
+    zeros = ops.zeros_like(s)
+    ranks = tuple(ranks)
+    hits = {r: ops.equal(positions, _column(indices, r)[:, None]) for r in ranks}
+    ranked = {}
+    if ranks:
+        picked = _with_gradient_at(s, hits, ops.stack([_column(values, r) for r in ranks], axis=1))
+        ranked = {r: picked[:, i] for i, r in enumerate(ranks)}
+    s_y = ops.sum(ops.where(is_label, s, zeros), axis=-1)
+    return values, hits, ranked, s_y
+
+
+def _with_gradient_at(s, hits, picked):
+    """``picked`` (b, r): the scores at the r masks ``hits`` (b, n), with their gradient."""
+    masks = list(hits.values())
+
+    @ops.custom_gradient
+    def pick(scores):
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            zeros = ops.zeros_like(scores)
+            total = zeros
+            for i, mask in enumerate(masks):
+                total = total + ops.where(mask, upstream[:, i : i + 1], zeros)
+            return total
+
+        return ops.stop_gradient(picked), grad
+
+    return pick(s)
+
+
+def _column(x, j):
+    """``x[:, j]`` as a masked sum.
+
+    XLA:CPU runs ``top_k`` as a fast partial sort only if its outputs are
+    sliced from column 0 alone; a slice such as ``values[:, k - 1]`` makes it
+    a full sort of every row (30x slower at n = 1000). Masks keep it fast.
+    """
+    position = ops.arange(int(x.shape[-1]))[None, :]
+    return ops.sum(ops.where(position == j, x, ops.zeros_like(x)), axis=-1)
 
 
 def _smooth_topk_svm_2d(s, y, k, tau, alpha):
     n = int(s.shape[-1])
-    (top_values, top_indices), t_k, s_y = _kth_other_and_label_score(s, y, k)
+    # One top_k (the slowest op here on CPU) serves the split, t_k and the switch.
+    top_values, hits, ranked, s_y = _top_others_and_label_score(s, y, k + 1, ranks=range(k))
+    t_k = ranked[k - 1]
     margin = alpha + (t_k - s_y) / k
     hard = ops.relu(margin)
 
@@ -136,22 +196,49 @@ def _smooth_topk_svm_2d(s, y, k, tau, alpha):
     else:
         neg = symmetric_polynomials.lowest_log(s.dtype)
         scale = k * tau
-        in_a = ops.any(ops.one_hot(top_indices[:, : k - 1], n, dtype="bool"), axis=1)
-        excluded = ops.logical_or(in_a, ops.one_hot(y, n, dtype="bool"))
+        excluded = ops.one_hot(y, n, dtype="bool")
+        for r in range(k - 1):
+            excluded = ops.logical_or(excluded, hits[r])
         log_w_b = ops.where(excluded, ops.convert_to_tensor(neg, dtype=s.dtype), (s - t_k[:, None]) / scale)
-        log_inv_w_a = (t_k[:, None] - top_values[:, : k - 1]) / scale
-        e_b = symmetric_polynomials.log_esp_2d(log_w_b, k)  # degrees 0..k
-        e_a = symmetric_polynomials.log_esp_2d(log_inv_w_a, k - 1)  # degrees 0..k-1
-        r_k = symmetric_polynomials.logsumexp(e_a + e_b[:, 1:])
-        r_k_minus_1 = symmetric_polynomials.logsumexp(e_a + e_b[:, :k])
+        log_inv_w_a = (t_k[:, None] - ops.stack([ranked[r] for r in range(k - 1)], axis=1)) / scale
+        if symmetric_polynomials.linear_fits(n, k, s.dtype, factor=2.0 ** (k - 1)):
+            # The roots w_B and 1 / w_A all lie in [0, 1], and both sums below hold
+            # a term 1 (j = 0): in linear space nothing overflows, terms that
+            # underflow are below the sums' rounding, and there is no exp or log
+            # per tree node (several times faster than log space on CPU).
+            e_b = symmetric_polynomials.elementary_symmetric_2d(ops.exp(log_w_b), k)
+            e_a = symmetric_polynomials.elementary_symmetric_2d(ops.exp(log_inv_w_a), k - 1)
+            r_k = ops.log(ops.sum(e_a * e_b[:, 1:], axis=-1))
+            r_k_minus_1 = ops.log(ops.sum(e_a * e_b[:, :k], axis=-1))
+        else:
+            e_b = symmetric_polynomials.log_esp_2d(log_w_b, k)  # degrees 0..k
+            e_a = symmetric_polynomials.log_esp_2d(log_inv_w_a, k - 1)  # degrees 0..k-1
+            r_k = symmetric_polynomials.logsumexp(e_a + e_b[:, 1:])
+            r_k_minus_1 = symmetric_polynomials.logsumexp(e_a + e_b[:, :k])
         d = margin + tau * (r_k - r_k_minus_1)
         smooth = tau * ops.softplus(d / tau)
 
-    top_all = ops.top_k(s, k + 1, sorted=True)[0]
-    use_hard = (top_all[:, k - 1] - top_all[:, k]) >= k * tau * math.log(HARD_SWITCH_RATIO)
+    kth, next_after_kth = _kth_and_next_of_all(ops.stop_gradient(top_values), ops.stop_gradient(s_y), k, n)
+    use_hard = (kth - next_after_kth) >= k * tau * math.log(HARD_SWITCH_RATIO)
     # Both branches are finite everywhere, so the unused one passes a zero
     # gradient rather than NaN.
     return ops.where(use_hard, hard, smooth)
+
+
+def _kth_and_next_of_all(top_others, s_y, k, n):
+    """The k-th and (k+1)-th largest of all n scores, from s_y and the top k + 1 others.
+
+    With ``o_1 >= o_2 >= ...`` the other classes' scores and ``o_0 = +inf``, the
+    j-th largest of all is ``max(o_j, min(s_y, o_{j-1}))``.
+    """
+
+    def nth_largest(j):  # 1-based
+        previous = s_y if j == 1 else ops.minimum(s_y, _column(top_others, j - 2))
+        if j > n - 1:  # only n - 1 other classes: s_y or an other is the smallest
+            return previous
+        return ops.maximum(_column(top_others, j - 1), previous)
+
+    return nth_largest(k), nth_largest(k + 1)
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")

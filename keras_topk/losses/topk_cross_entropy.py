@@ -81,6 +81,8 @@ def topk_cross_entropy(
 
 def _topk_cross_entropy_2d(s, labels, dense, p_k, method, beta, distribution, art_lambda, m, top1_mode):
     k = len(p_k)
+    # -inf (a masked class) would meet another -inf in the networks' differences.
+    s = _inputs.floor_masked_scores(s, scale=beta)
     if m is not None:
         if dense:
             labels = ops.argmax(labels, axis=-1)

@@ -140,6 +140,8 @@ def _grouped_cross_entropy_2d(s, y, k, group, lse):
 
 
 def _transition_2d(s, labels, dense, k, weight, group):
+    # A masked class (-inf) would make the dense CE term 0 * -inf = NaN.
+    s = _inputs.floor_masked_scores(s)
     lse = ops.logsumexp(s, axis=-1)
     y = _label_index(labels, dense)
     cross_entropy = _cross_entropy_2d(s, labels, dense, lse)
@@ -488,8 +490,12 @@ class TopKTransitionLoss(TopKLoss):
         else:
             weight = self.state.weight
         losses = _transition_2d(s, labels, dense, k, weight, group)
-        if self.transition == "adaptive":
-            accuracy = ops.stop_gradient(ops.mean(_topk_hits(s, labels, dense, k)))
+        # An empty batch has no accuracy (its mean would be a NaN in the state).
+        if self.transition == "adaptive" and s.shape[0] != 0:
+            hits = _topk_hits(s, labels, dense, k)
+            accuracy = ops.stop_gradient(
+                ops.divide_no_nan(ops.sum(hits), ops.cast(ops.shape(hits)[0], hits.dtype))
+            )
             if _backend.may_assign_variables(accuracy):
                 self.state.batch_accuracy.assign(accuracy)
         return _inputs.unflatten_batch(losses, scores)

@@ -412,7 +412,9 @@ def test_mirrored_strategy_fit(rng):
     if len(cpus) < 2:
         pytest.skip("needs two logical CPUs (tests/conftest.py)")
     x, y = _data(rng, b=64)
-    with tf.distribute.MirroredStrategy([d.name for d in cpus[:2]]).scope():
+    with tf.distribute.MirroredStrategy(
+        [d.name for d in cpus[:2]], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    ).scope():
         loss = TopKTransitionLoss(k=2, momentum=0.5)
         # TensorFlow cannot XLA-compile a MirroredStrategy step on logical CPUs
         # (variables on another device), whatever the loss.

@@ -1,0 +1,168 @@
+"""The benchmark grid: which loss, with which arguments, at which batch size and number of classes."""
+
+import dataclasses
+
+import keras
+
+import keras_topk
+
+IMAGENET = dict(batch=512, classes=1000)
+IMAGENET_P_K = (0.2,) * 5
+METHODS = ("splitter_selection", "bitonic", "odd_even", "neuralsort", "softsort")
+# Groups that are also timed without XLA (the others only with it, to keep the run short).
+GROUPS_WITHOUT_XLA = ("imagenet", "classes", "quick")
+
+
+def default_m(classes):
+    """The paper's m: 16 for ImageNet-1K, 50 for ImageNet-21K-P (10450 classes)."""
+    return 50 if classes > 5000 else 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One loss configuration at one input size.
+
+    ``loss`` is the family ("cross_entropy", "topk_cross_entropy",
+    "smooth_topk_svm", "topk_svm", "topk_transition"), ``params`` its
+    constructor arguments. ``skip`` says why a case is listed but not run.
+    """
+
+    group: str
+    loss: str
+    params: tuple
+    batch: int
+    classes: int
+    skip: str = None
+
+    @property
+    def label(self):
+        p = dict(self.params)
+        if self.loss == "cross_entropy":
+            return "softmax CE"
+        if self.loss == "topk_cross_entropy":
+            m = p.get("m")
+            where = f"m={m}" if m else f"all {self.classes} classes"
+            return f"TopKCrossEntropy {p['method']}, {where}, K={len(p['p_k'])}"
+        if self.loss == "smooth_topk_svm":
+            return f"SmoothTopKSVM k={p['k']}, tau={p['tau']}"
+        if self.loss == "topk_svm":
+            return f"TopKSVM k={p['k']}"
+        if self.loss == "topk_transition":
+            return f"TopKTransitionLoss k={p['k']}, {p['group']} group"
+        raise ValueError(self.loss)
+
+    @property
+    def key(self):
+        args = ",".join(f"{k}={_short(v)}" for k, v in self.params)
+        return f"{self.loss}({args})@b={self.batch},n={self.classes}"
+
+    def build(self):
+        """The Keras loss, reduced to the batch mean as in training."""
+        p = dict(self.params)
+        if self.loss == "cross_entropy":
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if self.loss == "topk_cross_entropy":
+            return keras_topk.losses.TopKCrossEntropy(**p)
+        if self.loss == "smooth_topk_svm":
+            return keras_topk.losses.SmoothTopKSVM(**p)
+        if self.loss == "topk_svm":
+            return keras_topk.losses.TopKSVM(**p)
+        if self.loss == "topk_transition":
+            return keras_topk.losses.TopKTransitionLoss(transition="constant", **p)
+        raise ValueError(self.loss)
+
+    def as_dict(self):
+        return {
+            "key": self.key,
+            "group": self.group,
+            "label": self.label,
+            "loss": self.loss,
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params},
+            "batch": self.batch,
+            "classes": self.classes,
+        }
+
+
+def _short(v):
+    if isinstance(v, tuple) and len(set(v)) == 1:
+        return f"({v[0]},)*{len(v)}"
+    return str(v).replace(" ", "")
+
+
+def topk_ce(group, batch, classes, method="splitter_selection", m="default", p_k=IMAGENET_P_K, skip=None):
+    if m == "default":
+        m = default_m(classes)
+    params = (("p_k", tuple(p_k)), ("method", method), ("m", m))
+    return Case(group, "topk_cross_entropy", params, batch, classes, skip)
+
+
+def smooth_svm(group, batch, classes, k=5, tau=1.0):
+    return Case(group, "smooth_topk_svm", (("k", k), ("tau", tau)), batch, classes)
+
+
+def cross_entropy(group, batch, classes):
+    return Case(group, "cross_entropy", (), batch, classes)
+
+
+def _all_classes_skip(method, classes):
+    from keras_topk.ops import sorting_networks
+
+    if method not in ("splitter_selection", "bitonic") or classes < 5000:
+        return None
+    net = sorting_networks.build_network(method, classes, len(IMAGENET_P_K))
+    return (
+        f"not run: ranking all {classes} classes runs {len(net.layers)} layers with "
+        f"{net.num_comparators:,} comparators over {classes} wires per sample (seconds per step, "
+        f"minutes of XLA compilation); the paper uses m={default_m(classes)} here"
+    )
+
+
+def loss_grid(quick=False):
+    """Every case of the loss-timing suite, in run order."""
+    if quick:
+        b, n = 16, 40
+        return [
+            topk_ce("quick", b, n, m=8),
+            smooth_svm("quick", b, n, k=3),
+            topk_ce("quick", b, 2 * n, m=8),
+            topk_ce("quick", b, 2 * n, method="bitonic", m=None, skip="not run: an example of a skipped case"),
+        ]
+    b, n = IMAGENET["batch"], IMAGENET["classes"]
+    cases = []
+    # The ImageNet setting: every method with m = 16, and without m where it runs.
+    for method in METHODS:
+        cases.append(topk_ce("imagenet", b, n, method=method))
+    for method in ("splitter_selection", "bitonic", "neuralsort", "softsort"):
+        cases.append(topk_ce("imagenet", b, n, method=method, m=None))
+    cases.append(smooth_svm("imagenet", b, n, k=5, tau=1.0))
+    cases.append(smooth_svm("imagenet", b, n, k=5, tau=0.1))
+    cases.append(Case("imagenet", "topk_svm", (("k", 5),), b, n))
+    for group in ("label", "predicted"):
+        cases.append(Case("imagenet", "topk_transition", (("k", 5), ("weight", 0.5), ("group", group)), b, n))
+    # How the cost scales with the number of classes (b = 512) ...
+    for classes in (100, 10450):
+        cases.append(topk_ce("classes", b, classes))
+        cases.append(topk_ce("classes", b, classes, method="bitonic"))
+        for method in ("splitter_selection", "bitonic"):
+            cases.append(
+                topk_ce("classes", b, classes, method=method, m=None, skip=_all_classes_skip(method, classes))
+            )
+        cases.append(smooth_svm("classes", b, classes, k=5))
+        cases.append(Case("classes", "topk_transition", (("k", 5), ("weight", 0.5), ("group", "label")), b, classes))
+    # ... with the batch size (n = 1000) ...
+    for batch in (128, 1024):
+        cases.append(topk_ce("batch", batch, n))
+        cases.append(smooth_svm("batch", batch, n, k=5))
+    # ... with m and K for TopKCrossEntropy, and with k for SmoothTopKSVM.
+    for m in (8, 32, 64):
+        cases.append(topk_ce("m_and_k", b, n, m=m))
+    for p_k in ((0.5, 0.5), (0.1,) * 10):
+        cases.append(topk_ce("m_and_k", b, n, p_k=p_k))
+    for k in (1, 2, 10):
+        cases.append(smooth_svm("m_and_k", b, n, k=k))
+    return cases
+
+
+def baseline(case):
+    """Softmax cross-entropy at the case's size: the denominator of every ratio."""
+    return cross_entropy(case.group, case.batch, case.classes)
