@@ -1,15 +1,44 @@
-"""The only backend-specific code in keras-topk.
+"""The only backend-specific code in keras-topk, and its only use of private Keras.
 
 Everything else is written with ``keras.ops``. What cannot be written that way
 is checking label *values*: that needs either concrete values (eager mode) or a
 backend's own run-time assertion (TensorFlow graphs). Under XLA and JAX tracing
 no value check is possible; what the losses then do with a bad label is
 documented in the README ("Bad input").
+
+The three private ``keras.src`` names keras-topk uses are imported here and
+nowhere else, each with a fallback, so a Keras release that moves one breaks
+this module only (and only degrades, never fails to import).
 """
 
 import numpy as np
 import keras
-from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+try:  # Keras >= 3.6
+    from keras.src.backend import get_keras_mask, set_keras_mask
+except ImportError:  # pragma: no cover - older or reorganised Keras
+
+    def get_keras_mask(x):
+        """The Keras mask attached to ``x`` by a masking layer, or None."""
+        return getattr(x, "_keras_mask", None)
+
+    def set_keras_mask(x, mask):
+        """Attaches ``mask`` to ``x`` as a masking layer would."""
+        x._keras_mask = mask
+
+
+try:
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+except ImportError:  # pragma: no cover
+
+    def in_stateless_scope():
+        return False
+
+
+try:
+    from keras.src.losses.loss import reduce_weighted_values
+except ImportError:  # pragma: no cover
+    reduce_weighted_values = None
 
 
 def concrete_value(x):

@@ -2,8 +2,7 @@
 
 import keras
 from keras import ops
-from keras.src.losses.loss import reduce_weighted_values
-
+from keras_topk import _backend
 from keras_topk import _inputs
 
 
@@ -24,7 +23,7 @@ class TopKLoss(keras.losses.Loss):
             losses = self.call(y_true, scores)
             if sample_weight is not None:
                 sample_weight = ops.convert_to_tensor(sample_weight, dtype=losses.dtype)
-            return reduce_weighted_values(
+            return _backend.reduce_weighted_values(
                 losses,
                 sample_weight=sample_weight,
                 mask=None,

@@ -14,7 +14,7 @@ from keras_topk import _backend
 from keras_topk import _config
 from keras_topk import _inputs
 from keras_topk.losses._base import TopKLoss
-from keras_topk.metrics.topk_accuracy import _label_rank_2d
+from keras_topk.ops.ranking import label_rank_2d
 
 TRANSITIONS = ("constant", "linear", "adaptive")
 GROUPS = ("label", "predicted")
@@ -162,7 +162,7 @@ def _topk_hits(s, labels, dense, k):
     0 and does not jump the adaptive schedule towards the grouped loss.
     """
     y = _label_index(labels, dense)
-    return ops.cast(ops.less(_label_rank_2d(s, y), k), "float32")
+    return ops.cast(ops.less(label_rank_2d(s, y), k), "float32")
 
 
 # --------------------------------------------------------------------------- #

@@ -24,10 +24,10 @@ same single pass as one and no ``top_k`` is needed.
 
 import keras
 from keras import ops
-from keras.src.backend import get_keras_mask
-
+from keras_topk import _backend
 from keras_topk import _config
 from keras_topk import _inputs
+from keras_topk.ops.ranking import label_rank_2d
 
 
 def label_rank(y_true, y_pred):
@@ -58,21 +58,8 @@ def label_rank(y_true, y_pred):
     flat_scores, flat_labels = _inputs.flatten_batch(scores, labels, dense)
     if dense:
         flat_labels = ops.cast(ops.argmax(flat_labels, axis=-1), "int32")
-    ranks = _label_rank_2d(flat_scores, flat_labels)
+    ranks = label_rank_2d(flat_scores, flat_labels)
     return _inputs.unflatten_batch(ranks, scores)
-
-
-def _label_rank_2d(s, labels):
-    n = _inputs.num_classes_of(s)
-    is_label = ops.one_hot(labels, n, dtype="bool")
-    label_score = ops.take_along_axis(s, labels[:, None], axis=1)
-    # "not s_j < s_y" rather than "s_j >= s_y": equal on numbers, but every
-    # comparison with NaN is False, so NaN must count against the label rather
-    # than make it unbeatable.
-    beats = ops.logical_and(
-        ops.logical_not(ops.less(s, label_score)), ops.logical_not(is_label)
-    )
-    return ops.sum(ops.cast(beats, "int32"), axis=-1)
 
 
 def topk_hits(y_true, y_pred, k=5):
@@ -135,7 +122,7 @@ class _RankHitsMean(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        mask = get_keras_mask(y_pred)
+        mask = _backend.get_keras_mask(y_pred)
         ranks = label_rank(y_true, y_pred)
         ks = ops.convert_to_tensor(self._ks, dtype="int32")
         hits = ops.cast(ops.less(ops.expand_dims(ranks, -1), ks), self.dtype)
