@@ -1,0 +1,218 @@
+"""Every third-party import of the repository is declared in setup.cfg.
+
+A module imported by ``keras_topk/``, ``examples/``, ``tests/``, ``benchmarks/``
+or ``saved_models/`` that no declared requirement provides works on the
+developer's machine (where it happens to be installed) and fails on a user's.
+This test walks the imports with ``ast`` and maps each third-party top-level
+module to the distributions that provide it in the running environment
+(``importlib.metadata.packages_distributions()``); one of them must be a
+requirement of an install that the folder's code runs under.
+"""
+
+import ast
+import configparser
+import importlib.metadata
+import pathlib
+import sys
+import textwrap
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FOLDERS = ("keras_topk", "examples", "tests", "benchmarks", "saved_models")
+
+# The installs each folder's code runs under ("core" is install_requires).
+# The package itself may import only its core requirements and the backends
+# Keras can run on (imported lazily, for the backend in use).
+INSTALLS = {
+    "keras_topk": ("core", "tensorflow", "jax", "torch"),
+    "examples": ("core", "tensorflow", "examples"),
+    "saved_models": ("core", "tensorflow", "test"),
+    "tests": ("core", "tensorflow", "jax", "torch", "examples", "test"),
+    "benchmarks": ("core", "tensorflow", "jax", "torch", "examples", "test"),
+}
+
+# Imports that no extra can declare, each with why. They must sit in a
+# try/except ImportError, a function only the optional path calls, or behind
+# pytest.importorskip; the code that uses them says how to install them.
+OPTIONAL_UNDECLARED = {
+    # The PyTorch reference implementation (Petersen et al.) for parity checks:
+    # tests/references/difftopk_reference.py, tests/references/make_reference_cases.py,
+    # benchmarks/reference.py. Installed by hand with `pip install --no-deps
+    # difftopk==0.2.0 diffsort==0.2.0` (README "Development"): its sparse
+    # dependency torch-sparse has no wheel, so a declared extra would not install.
+    "difftopk": "reference implementation, installed with --no-deps",
+    "diffsort": "reference implementation, installed with --no-deps",
+    # difftopk's sparse networks: no wheel for torch 2.13; benchmarks/build_torch_sparse.sh
+    # builds it from source, and benchmarks/reference.py falls back to the dense executor.
+    "torch_sparse": "built from source by benchmarks/build_torch_sparse.sh",
+    "torch_scatter": "built from source by benchmarks/build_torch_sparse.sh",
+    # smooth-topk (Berrada et al.) is not on PyPI: make_reference_cases.py imports it
+    # from a checkout given on its command line.
+    "topk": "smooth-topk checkout, only for tests/references/make_reference_cases.py",
+}
+
+# Distributions that install the same import package as a declared one.
+ALIASES = {
+    "tensorflow-cpu": "tensorflow",
+    "tensorflow-intel": "tensorflow",
+    "tensorflow-macos": "tensorflow",
+    "tf-nightly": "tensorflow",
+    "jaxlib": "jax",
+}
+
+
+def declared_requirements(setup_cfg=ROOT / "setup.cfg"):
+    """{install name: {canonical distribution name}}; "core" is install_requires."""
+    cfg = configparser.ConfigParser()
+    cfg.read(setup_cfg)
+
+    def names(text):
+        out = set()
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                out.add(canonicalize_name(Requirement(line).name))
+        return out
+
+    installs = {"core": names(cfg.get("options", "install_requires", fallback=""))}
+    if cfg.has_section("options.extras_require"):
+        for extra, text in cfg.items("options.extras_require"):
+            installs[extra] = names(text)
+    return installs
+
+
+def local_modules(root=ROOT):
+    """Top-level modules and packages of the repository itself."""
+    names = {p.stem for p in root.glob("*.py")}
+    names |= {p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    return names
+
+
+def imports_of(path):
+    """[(top-level module, line)] of the absolute imports in one Python file."""
+    tree = ast.parse(pathlib.Path(path).read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name.split(".")[0], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module.split(".")[0], node.lineno))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "importorskip"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.append((node.args[0].value.split(".")[0], node.lineno))
+    return found
+
+
+def providers(module, dist_map):
+    """Canonical names of the distributions that provide ``module`` here."""
+    names = {canonicalize_name(d) for d in dist_map.get(module, ())}
+    return names | {ALIASES[n] for n in names if n in ALIASES}
+
+
+def undeclared_imports(root=ROOT, folders=FOLDERS, setup_cfg=None, dist_map=None):
+    """Lines '<file>:<line>: <module> ...' for each import no allowed install provides."""
+    root = pathlib.Path(root)
+    installs = declared_requirements(setup_cfg or root / "setup.cfg")
+    dist_map = importlib.metadata.packages_distributions() if dist_map is None else dist_map
+    skip = set(sys.stdlib_module_names) | local_modules(root) | {"__future__"}
+    problems = []
+    for folder in folders:
+        allowed = set()
+        for name in INSTALLS.get(folder, tuple(installs)):
+            allowed |= installs.get(name, set())
+        for path in sorted((root / folder).rglob("*.py")):
+            for module, line in imports_of(path):
+                if module in skip or module in OPTIONAL_UNDECLARED:
+                    continue
+                have = providers(module, dist_map)
+                if have & allowed:
+                    continue
+                # Not installed here (e.g. torch in a TensorFlow-only CI step):
+                # accepted only if the module's own name is a declared distribution.
+                if not have and canonicalize_name(module) in allowed:
+                    continue
+                where = path.relative_to(root)
+                if have:
+                    why = f"provided by {sorted(have)}, none declared for {folder}/"
+                else:
+                    why = "not installed here and not a declared distribution"
+                problems.append(f"{where}:{line}: {module} ({why})")
+    return problems
+
+
+def test_every_import_is_declared():
+    problems = undeclared_imports()
+    assert not problems, (
+        "Imports that no requirement in setup.cfg provides (declare them in the extra "
+        "of the install that runs the code):\n" + "\n".join(problems)
+    )
+
+
+def test_declared_names_are_real_distributions():
+    # A typo in setup.cfg would make the check above pass for nothing.
+    installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+    installs = declared_requirements()
+    needed = installs["core"] | installs["tensorflow"] | installs["examples"] | installs["test"]
+    aliased = {ALIASES.get(n, n) for n in installed}
+    assert needed <= installed | aliased, sorted(needed - installed - aliased)
+
+
+@pytest.fixture
+def fake_repo(tmp_path):
+    (tmp_path / "setup.cfg").write_text(
+        textwrap.dedent(
+            """
+            [options]
+            install_requires =
+                numpy>=1.26  # a comment
+            [options.extras_require]
+            test =
+                pytest>=7
+            """
+        )
+    )
+    pkg = tmp_path / "keras_topk"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import os\nimport numpy as np\nfrom . import mod\n")
+    return tmp_path
+
+
+DIST_MAP = {"numpy": ["numpy"], "pytest": ["pytest"], "yaml": ["PyYAML"], "_pytest": ["pytest"]}
+
+
+def test_checker_passes_a_declared_import(fake_repo):
+    assert undeclared_imports(fake_repo, ("keras_topk",), dist_map=DIST_MAP) == []
+
+
+@pytest.mark.parametrize(
+    "source, module",
+    [
+        ("import yaml\n", "yaml"),  # installed, by an undeclared distribution
+        ("from yaml.loader import Loader\n", "yaml"),
+        ("def f():\n    import pytest\n", "pytest"),  # declared, but not for this folder
+        ("import notinstalledanywhere\n", "notinstalledanywhere"),
+        ("import os\npytest = os\npytest.importorskip('yaml')\n", "yaml"),
+    ],
+)
+def test_checker_fails_an_undeclared_import(fake_repo, source, module):
+    (fake_repo / "keras_topk" / "extra.py").write_text(source)
+    problems = undeclared_imports(fake_repo, ("keras_topk",), dist_map=DIST_MAP)
+    assert len(problems) == 1 and f": {module} (" in problems[0], problems
+    assert problems[0].startswith("keras_topk/extra.py:")
+
+
+def test_checker_reads_folder_installs(fake_repo):
+    # tests/ may use the test extra; the same import passes there.
+    tests = fake_repo / "tests"
+    tests.mkdir()
+    (tests / "test_x.py").write_text("import pytest\nimport difftopk\n")
+    assert undeclared_imports(fake_repo, ("tests",), dist_map=DIST_MAP) == []
