@@ -24,11 +24,19 @@ def machine_info():
         "numpy": np.__version__,
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
     }
-    for module in ("tensorflow", "jax", "torch", "difftopk"):
-        try:
-            info[module] = __import__(module).__version__
-        except Exception:  # not installed, or no __version__
-            pass
+    # Versions from the installed distributions: importing TensorFlow (or difftopk) to read its
+    # version would load it into a JAX run.
+    from importlib import metadata
+
+    for module, dist in (("tensorflow", ("tensorflow", "tensorflow-cpu")), ("jax", ("jax",)),
+                         ("jaxlib", ("jaxlib",)), ("torch", ("torch",)), ("difftopk", ("difftopk",)),
+                         ("torch_sparse", ("torch-sparse", "torch_sparse"))):
+        for name in dist:
+            try:
+                info[module] = metadata.version(name)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return info
 
 
@@ -51,6 +59,14 @@ def _memory_gib():
         return None
 
 
+def suite_file(suite, backend="tensorflow", device="cpu"):
+    """File stem of a suite's JSON: ``losses`` (TensorFlow, CPU), ``losses.jax``, ``losses.jax.gpu``."""
+    return suite + ("" if backend == "tensorflow" else f".{backend}") + ("" if device == "cpu" else f".{device}")
+
+
+VARIANTS = (("tensorflow", "cpu"), ("jax", "cpu"), ("tensorflow", "gpu"), ("jax", "gpu"))
+
+
 def write_suite(out_dir, suite, payload):
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{suite}.json")
@@ -61,13 +77,23 @@ def write_suite(out_dir, suite, payload):
 
 
 def load_suites(out_dir):
+    """``{file stem: payload}`` for every suite and backend/device variant found, in a fixed order."""
     out = {}
-    for suite in SUITES:
-        path = os.path.join(out_dir, f"{suite}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                out[suite] = json.load(f)
+    for backend, device in VARIANTS:
+        for suite in SUITES:
+            name = suite_file(suite, backend, device)
+            path = os.path.join(out_dir, f"{name}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    out[name] = json.load(f)
     return out
+
+
+def _variant_title(name):
+    parts = name.split(".")
+    if len(parts) == 1:
+        return ""
+    return " (" + ", ".join({"jax": "JAX backend", "gpu": "GPU", "tensorflow": "TensorFlow"}.get(p, p) for p in parts[1:]) + ")"
 
 
 def _f(v, digits=2):
@@ -86,7 +112,8 @@ def _machine_line(payload):
     return (
         f"{m.get('cpu', '?')}, {m.get('logical_cpus', '?')} logical CPUs, {m.get('memory_gib', '?')} GiB; "
         f"backend {m.get('backend', '?')}; {versions}; run {m.get('date_utc', '?')} UTC, "
-        f"load average at start {m.get('load_average_at_start')}; command `{payload.get('command', '')}`"
+        f"device {m.get('device', 'cpu')}; load average (1, 5, 15 min) at start {m.get('load_average_at_start')}, "
+        f"at end {m.get('load_average_at_end')}; command `{payload.get('command', '')}`"
     )
 
 
@@ -97,7 +124,7 @@ def losses_table(payload, groups=None):
     for r in rows:
         by_key.setdefault(r["key"], {})[r.get("xla")] = r
     head = "| loss | b | n |" + "".join(
-        f" XLA {'on' if x else 'off'}: ms | CE ms | x CE |" for x in modes
+        f" XLA {'on' if x else 'off'}: ms | CE ms (bare op) | x CE |" for x in modes
     )
     lines = [head, "|---|---|---|" + "---|---|---|" * len(modes)]
     for key, per_mode in by_key.items():
@@ -110,28 +137,36 @@ def losses_table(payload, groups=None):
             continue
         for x in modes:
             r = per_mode.get(x)
-            if r is None or "median_ms" not in r:
+            if r is not None and r.get("refused"):
+                cells += f" refused | {_f(r['ce_ms'])} ({_f(r['bare_ce_ms'])}) | CE disagrees with the bare op |"
+            elif r is None or "ms" not in r:
                 cells += " - | - | - |"
             else:
-                cells += f" {_f(r['median_ms'])} | {_f(r['ce_ms'])} | **{_f(r['ratio_to_ce'], 1)}** |"
+                cells += (f" {_f(r['ms'])} | {_f(r['ce_ms'])} ({_f(r['bare_ce_ms'])}) |"
+                          f" **{_f(r['ratio_to_ce'], 1)}** |")
         lines.append(cells)
     return "\n".join(lines)
 
 
 def reference_table(payload):
     lines = [
-        "| loss | b | n | keras-topk ms | reference ms | keras-topk / reference | speedup | Keras CE ms | torch CE ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| loss | b | n | keras-topk ms | reference ms | reference path | keras-topk / reference | speedup |"
+        " Keras CE ms (bare op) | torch CE ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["rows"]:
         cells = f"| {r['label']} | {r['batch']} | {r['classes']} |"
         if r.get("skip"):
-            lines.append(cells + f" {r['skip']} | | | | | |")
+            lines.append(cells + f" {r['skip']} | | | | | | |")
+            continue
+        if r.get("refused"):
+            lines.append(cells + f" refused: {r['refused']} | | | | | | |")
             continue
         lines.append(
             cells
-            + f" {_f(r['keras_topk_ms'])} | {_f(r['reference_ms'])} | {r['ratio_keras_to_reference']:.3f} |"
-            f" **{_f(r['speedup_over_reference'], 1)}x** | {_f(r['keras_ce_ms'])} | {_f(r['torch_ce_ms'])} |"
+            + f" {_f(r['keras_topk_ms'])} | {_f(r['reference_ms'])} | {r.get('reference_path', 'dense')} |"
+            f" {r['ratio_keras_to_reference']:.3f} | **{_f(r['speedup_over_reference'], 1)}x** |"
+            f" {_f(r['keras_ce_ms'])} ({_f(r.get('bare_ce_ms'))}) | {_f(r['torch_ce_ms'])} |"
         )
     return "\n".join(lines)
 
@@ -184,43 +219,46 @@ def write_markdown(out_dir):
         "# keras-topk benchmarks",
         "",
         "Written by `python -m benchmarks.run` (see `benchmarks/`); the JSON files next to this one hold "
-        "every number with its spread (p25/p75), number of runs and first-call (compile) time. Times are "
-        "medians of repeated forward+backward steps (loss value and gradient with respect to the scores, "
-        "float32, batch mean), warm-ups excluded; every ratio compares two measurements taken in the same "
-        "process, interleaved call by call, because the machine is shared and its load changes.",
+        "every number with its spread (median, p75, per-round lower quartiles), number of calls and first-call "
+        "(compile) time. Each figure is the lower quartile of repeated forward+backward steps (loss value and "
+        "gradient with respect to the scores, float32, batch mean), warm-ups excluded, timed interleaved with "
+        "Keras's softmax CE and a bare fused CE op in the same rounds; a case whose two CE figures disagree by "
+        "more than 1.5x is refused. Every ratio compares measurements from the same process and rounds.",
     ]
-    if "losses" in suites:
-        p = suites["losses"]
-        parts += ["", "## Losses against softmax cross-entropy", "", _machine_line(p)]
-        groups = []
-        for r in p["rows"]:
-            if r["group"] not in groups:
-                groups.append(r["group"])
-        for g in groups:
-            parts += ["", f"### {GROUP_TITLES.get(g, g)}", "", losses_table(p, [g])]
-        if os.path.exists(os.path.join(out_dir, "cost_vs_n.png")):
-            parts += ["", "![cost against n](cost_vs_n.png)"]
-    if "reference" in suites:
-        p = suites["reference"]
-        parts += ["", "## Side by side with the PyTorch reference (difftopk)", "", _machine_line(p)]
-        if p.get("skipped"):
-            parts += ["", f"Skipped: {p['skipped']}."]
-        else:
-            parts += [
-                "",
-                f"keras-topk compiled with XLA={'on' if p.get('xla', True) else 'off'}; the reference on PyTorch "
-                f"{p.get('torch_version')} with {p.get('torch_threads')} threads. Its sparse networks run "
-                "through its dense executor (torch-sparse does not install here).",
-                "",
-                reference_table(p),
-            ]
-    if "train_step" in suites:
-        p = suites["train_step"]
-        parts += ["", "## One training step (train_on_batch, SGD)", "", _machine_line(p), "", train_table(p)]
-    if "memory" in suites:
-        p = suites["memory"]
-        parts += ["", "## Peak memory (resident set size), one fresh process per row", "", _machine_line(p), "",
-                  memory_table(p)]
+    for name, p in suites.items():
+        suite, title = p["suite"], _variant_title(name)
+        if suite == "losses":
+            parts += ["", f"## Losses against softmax cross-entropy{title}", "", _machine_line(p)]
+            groups = []
+            for r in p["rows"]:
+                if r["group"] not in groups:
+                    groups.append(r["group"])
+            for g in groups:
+                parts += ["", f"### {GROUP_TITLES.get(g, g)}{title}", "", losses_table(p, [g])]
+            if name == "losses" and os.path.exists(os.path.join(out_dir, "cost_vs_n.png")):
+                parts += ["", "![cost against n](cost_vs_n.png)"]
+        elif suite == "reference":
+            parts += ["", f"## Side by side with the PyTorch reference (difftopk){title}", "", _machine_line(p)]
+            if p.get("skipped"):
+                parts += ["", f"Skipped: {p['skipped']}."]
+            else:
+                how = ("torch-sparse (built by benchmarks/build_torch_sparse.sh): its sparse networks ran"
+                       if p.get("torch_sparse") else
+                       "no torch-sparse: its sparse networks ran through its dense executor, far slower than "
+                       "its best; the speedups on those rows overstate keras-topk's lead")
+                parts += [
+                    "",
+                    f"keras-topk compiled with XLA={'on' if p.get('xla', True) else 'off'}; the reference on PyTorch "
+                    f"{p.get('torch_version')} with {p.get('torch_threads')} threads, {how}.",
+                    "",
+                    reference_table(p),
+                ]
+        elif suite == "train_step":
+            parts += ["", f"## One training step (train_on_batch, SGD){title}", "", _machine_line(p), "",
+                      train_table(p)]
+        elif suite == "memory":
+            parts += ["", f"## Peak memory (resident set size), one fresh process per row{title}", "",
+                      _machine_line(p), "", memory_table(p)]
     path = os.path.join(out_dir, "results.md")
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
@@ -231,12 +269,13 @@ def plot_cost_vs_n(out_dir):
     suites = load_suites(out_dir)
     if "losses" not in suites:
         return None
+    # CE, m=16 and all classes for each method, against n: the TensorFlow CPU run.
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in suites["losses"]["rows"] if "median_ms" in r]
+    rows = [r for r in suites["losses"]["rows"] if "ms" in r]
     xla = any(r["xla"] for r in rows)
     rows = [r for r in rows if r["xla"] == xla]
     b = 16 if any(r["group"] == "quick" for r in rows) else 512
@@ -248,16 +287,16 @@ def plot_cost_vs_n(out_dir):
         if "m=" in label:
             label = label.split(", m=")[0] + ", m (16; 50 at n=10450)" if b == 512 else label
         series.setdefault(label, {})[r["classes"]] = r
-        series.setdefault("softmax CE", {})[r["classes"]] = {"median_ms": r["ce_ms"], "ratio_to_ce": 1.0}
+        series.setdefault("softmax CE", {})[r["classes"]] = {"ms": r["ce_ms"], "ratio_to_ce": 1.0}
     keep = {k: v for k, v in series.items() if len(v) >= 2}
     if not keep:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for label, points in sorted(keep.items()):
         ns = sorted(points)
-        axes[0].plot(ns, [points[n]["median_ms"] for n in ns], marker="o", label=label)
+        axes[0].plot(ns, [points[n]["ms"] for n in ns], marker="o", label=label)
         axes[1].plot(ns, [points[n]["ratio_to_ce"] for n in ns], marker="o", label=label)
-    for ax, ylabel in zip(axes, ("forward+backward, ms (median)", "x softmax CE (same run)")):
+    for ax, ylabel in zip(axes, ("forward+backward, ms (lower quartile)", "x softmax CE (same run)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("number of classes n")

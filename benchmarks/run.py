@@ -1,12 +1,21 @@
 """Benchmarks of keras-topk: loss cost against softmax CE, the PyTorch reference, a training step, memory.
 
-    python -m benchmarks.run                      # every suite, default grid (about 20 min on 2 cores)
+    python -m benchmarks.run                      # every suite, default grid (TensorFlow, CPU)
     python -m benchmarks.run --suite losses --xla on
     python -m benchmarks.run --quick --output /tmp/bench   # a tiny grid, seconds
-    KERAS_BACKEND=jax python -m benchmarks.run --quick
+    KERAS_BACKEND=jax python -m benchmarks.run --backend jax --suite losses --xla on
+    KERAS_BACKEND=jax python -m benchmarks.run --backend jax --device gpu --suite losses --xla on
 
-Each suite writes ``OUTPUT/<suite>.json``; ``OUTPUT/results.md`` (every suite
-found in OUTPUT) and ``OUTPUT/cost_vs_n.png`` are rewritten after each suite.
+The last one is the GPU command: it needs JAX (with CUDA), Keras and keras-topk, and never imports
+TensorFlow. Each suite writes ``OUTPUT/<suite>[.<backend>][.<device>].json`` (no suffix for
+TensorFlow on the CPU); ``OUTPUT/results.md`` (every suite found in OUTPUT) and
+``OUTPUT/cost_vs_n.png`` are rewritten after each suite.
+
+Timing protocol (benchmarks/timing.py): interleaved calls, warm-ups excluded, the lower quartile of
+each, several rounds; every loss case times Keras's softmax CE and a bare fused CE op in the same
+rounds, and a case whose two CE figures disagree by more than 1.5x is retried, then refused: it is
+written as refused, with no ratio, and the run exits with status 3. The load average is recorded
+with every row.
 """
 
 import argparse
@@ -33,23 +42,76 @@ def parse_args(argv=None):
         "runs its ImageNet and number-of-classes groups, and memory its n=10450 rows; the reference "
         "and training-step suites use XLA unless 'off')",
     )
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case (default 20; 5 for train_step)")
+    parser.add_argument(
+        "--repeats", type=int, default=None,
+        help="timed calls per round and case (default 10, 3 rounds; 5 calls for train_step)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --repeats interleaved calls (default 3)")
+    parser.add_argument(
+        "--backend", choices=("tensorflow", "jax"), default=None,
+        help="Keras backend (default: KERAS_BACKEND, else tensorflow); must agree with KERAS_BACKEND if both set",
+    )
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the steps run (default cpu)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"output directory (default {DEFAULT_OUTPUT})")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    env = os.environ.get("KERAS_BACKEND")
+    if args.backend and env and env != args.backend:
+        parser.error(f"--backend {args.backend} disagrees with KERAS_BACKEND={env}")
     return args
+
+
+def select_backend(name):
+    """Sets the Keras backend before Keras is first imported (it reads KERAS_BACKEND once)."""
+    if name is None:
+        return
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != name:
+            raise SystemExit(f"Keras was already imported with the {keras.backend.backend()} backend, not {name}")
+        return
+    os.environ["KERAS_BACKEND"] = name
 
 
 def xla_modes(choice):
     return {"on": (True,), "off": (False,), "both": (True, False)}[choice]
 
 
+def time_case(step, ce, bare, x, args, attempts=3):
+    """Times a loss step against Keras's CE and the bare CE op; retries, then refuses, on a CE disagreement.
+
+    Returns ``(timings, refusal or None, ce_vs_bare)``.
+    """
+    from benchmarks import timing
+
+    for attempt in range(attempts):
+        result = timing.lower_quartiles(
+            {
+                "loss": lambda: timing.block(step(x)),
+                "ce": lambda: timing.block(ce(x)),
+                "bare_ce": lambda: timing.block(bare(x)),
+            },
+            calls_per_round=args.repeats or 10,
+            rounds=args.rounds,
+            budget_s=5.0 if args.quick else 30.0,
+        )
+        try:
+            agreement = timing.check_baseline(result["ce"]["p25_ms"], result["bare_ce"]["p25_ms"])
+        except timing.BaselineDisagreement as err:
+            refusal = f"{err} (after {attempt + 1} attempts)"
+            continue
+        return result, None, agreement
+    return result, refusal, result["ce"]["p25_ms"] / result["bare_ce"]["p25_ms"]
+
+
 def run_losses(args, log):
     from benchmarks import cases as grid
     from benchmarks import timing
 
-    repeats = args.repeats or 20
     rows = []
     ce_steps = {}
     for xla in xla_modes(args.xla):
@@ -66,27 +128,31 @@ def run_losses(args, log):
             x = timing.to_device(scores)
             size = (case.batch, case.classes, xla)
             if size not in ce_steps:
-                ce_steps[size] = timing.loss_step(grid.baseline(case).build(), labels, xla)
-            ce, step = ce_steps[size], timing.loss_step(case.build(), labels, xla)
-            result = timing.interleaved_medians(
-                {"loss": lambda: timing.block(step(x)), "ce": lambda: timing.block(ce(x))},
-                repeats=repeats,
-                budget_s=5.0 if args.quick else 20.0,
+                ce_steps[size] = (
+                    timing.loss_step(grid.baseline(case).build(), labels, xla),
+                    timing.bare_ce_step(labels, xla),
+                )
+            (ce, bare), step = ce_steps[size], timing.loss_step(case.build(), labels, xla)
+            load = timing.load_average()
+            result, refusal, agreement = time_case(step, ce, bare, x, args)
+            loss_ms, ce_ms, bare_ms = (result[k]["p25_ms"] for k in ("loss", "ce", "bare_ce"))
+            row.update(
+                load_average=load,
+                ce_ms=ce_ms,
+                bare_ce_ms=bare_ms,
+                ce_vs_bare=agreement,
+                timing=result["loss"],
+                ce_timing=result["ce"],
+                bare_ce_timing=result["bare_ce"],
             )
-            loss_ms, ce_ms = result["loss"]["median_ms"], result["ce"]["median_ms"]
-            rows.append(
-                {
-                    **row,
-                    "median_ms": loss_ms,
-                    "ce_ms": ce_ms,
-                    "ratio_to_ce": loss_ms / ce_ms,
-                    "timing": result["loss"],
-                    "ce_timing": result["ce"],
-                }
-            )
-            log(f"  {case.label} (b={case.batch}, n={case.classes}): {loss_ms:.2f} ms, CE {ce_ms:.2f} ms, "
-                f"x{loss_ms / ce_ms:.1f}")
-    return {"repeats": repeats, "rows": rows}
+            if refusal:
+                rows.append({**row, "refused": refusal})
+                log(f"  {case.label} (b={case.batch}, n={case.classes}): REFUSED: {refusal}")
+                continue
+            rows.append({**row, "ms": loss_ms, "ratio_to_ce": loss_ms / ce_ms})
+            log(f"  {case.label} (b={case.batch}, n={case.classes}): {loss_ms:.3f} ms, CE {ce_ms:.3f} ms "
+                f"(bare op {bare_ms:.3f}), x{loss_ms / ce_ms:.2f}; load {load[0]}")
+    return {"calls_per_round": args.repeats or 10, "rounds": args.rounds, "rows": rows}
 
 
 def run_reference(args, log):
@@ -94,7 +160,7 @@ def run_reference(args, log):
 
     xla = args.xla != "off"
     log(f"reference, keras-topk with XLA {'on' if xla else 'off'}:")
-    out = reference.run(args.quick, repeats=args.repeats or 20, xla=xla, log=log)
+    out = reference.run(args.quick, repeats=args.repeats or 10, xla=xla, log=log, rounds=args.rounds)
     return {"xla": xla, **out}
 
 
@@ -122,22 +188,28 @@ RUNNERS = {"losses": run_losses, "reference": run_reference, "train_step": run_t
 def main(argv=None, log=None):
     args = parse_args(argv)
     log = log or (lambda text: print(text, flush=True))
+    select_backend(args.backend)
     import keras
 
     from benchmarks import report
+    from benchmarks import timing
 
-    if keras.backend.backend() not in ("tensorflow", "jax"):
-        raise SystemExit(f"benchmarks run under the tensorflow or jax backend, not {keras.backend.backend()!r}")
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        raise SystemExit(f"benchmarks run under the tensorflow or jax backend, not {backend!r}")
+    timing.set_device(args.device)
     command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    if keras.backend.backend() != "tensorflow":
-        command = f"KERAS_BACKEND={keras.backend.backend()} " + command
+    if backend != "tensorflow":
+        command = f"KERAS_BACKEND={backend} " + command
     suites = report.SUITES if args.suite == "all" else (args.suite,)
     written = []
+    refused = []
     for suite in suites:
         start = time.perf_counter()
         machine = report.machine_info()
+        machine["device"] = args.device
         payload = RUNNERS[suite](args, log)
-        machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+        machine["load_average_at_end"] = timing.load_average()
         payload = {
             "suite": suite,
             "command": command,
@@ -146,11 +218,17 @@ def main(argv=None, log=None):
             "seconds": round(time.perf_counter() - start, 1),
             **payload,
         }
-        written.append(report.write_suite(args.output, suite, payload))
+        refused += [r for r in payload.get("rows", []) if r.get("refused")]
+        name = report.suite_file(suite, backend, args.device)
+        written.append(report.write_suite(args.output, name, payload))
         report.plot_cost_vs_n(args.output)
         written.append(report.write_markdown(args.output))
         log(f"{suite}: {payload['seconds']} s -> {written[-2]}")
     log(f"wrote {os.path.join(args.output, 'results.md')}")
+    if refused:
+        log(f"REFUSED {len(refused)} case(s): Keras's CE and the bare op disagreed by more than "
+            f"{timing.BASELINE_TOLERANCE}x; their rows hold no ratio. Rerun on a quieter machine.")
+        raise SystemExit(3)
     return written
 
 

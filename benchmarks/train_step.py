@@ -77,8 +77,8 @@ def _loss_alone(losses, batch, classes, xla):
     scores, labels = timing.make_inputs(batch, classes)
     x = timing.to_device(scores)
     steps = {loss: timing.loss_step(_loss(loss, classes), labels, xla) for loss in losses}
-    return timing.interleaved_medians(
-        {loss: (lambda s=s: timing.block(s(x))) for loss, s in steps.items()}, repeats=20, budget_s=20.0
+    return timing.lower_quartiles(
+        {loss: (lambda s=s: timing.block(s(x))) for loss, s in steps.items()}, calls_per_round=10, budget_s=20.0
     )
 
 
@@ -96,18 +96,19 @@ def run(quick=False, repeats=5, xla=True, log=print):
             model.set_weights(weights)
             model.compile(optimizer=keras.optimizers.SGD(0.01), loss=_loss(loss, classes), jit_compile=bool(xla))
             models[loss] = model
-        result = timing.interleaved_medians(
+        result = timing.lower_quartiles(
             {loss: (lambda m=m: m.train_on_batch(x, y)) for loss, m in models.items()},
-            repeats=repeats,
+            calls_per_round=repeats,
+            rounds=1,
             warmups=warmups,
             budget_s=240.0,
-            min_repeats=3,
+            min_calls=3,
         )
-        ce = result["cross_entropy"]["median_ms"]
+        ce = result["cross_entropy"]["p25_ms"]
         alone = _loss_alone(losses, batch, classes, xla)
         for loss in losses:
-            ms = result[loss]["median_ms"]
-            extra = alone[loss]["median_ms"] - alone["cross_entropy"]["median_ms"]
+            ms = result[loss]["p25_ms"]
+            extra = alone[loss]["p25_ms"] - alone["cross_entropy"]["p25_ms"]
             rows.append(
                 {
                     "setting": name,
@@ -121,8 +122,8 @@ def run(quick=False, repeats=5, xla=True, log=print):
                     "ce_step_ms": ce,
                     "ratio_to_ce": ms / ce,
                     "overhead_percent": 100.0 * (ms / ce - 1.0),
-                    "loss_alone_ms": alone[loss]["median_ms"],
-                    "ce_alone_ms": alone["cross_entropy"]["median_ms"],
+                    "loss_alone_ms": alone[loss]["p25_ms"],
+                    "ce_alone_ms": alone["cross_entropy"]["p25_ms"],
                     "loss_extra_percent_of_ce_step": 100.0 * extra / ce,
                     "timing": result[loss],
                 }
