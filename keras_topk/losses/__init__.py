@@ -4,8 +4,25 @@ from keras_topk.losses.smooth_topk_svm import SmoothTopKSVM, TopKSVM, smooth_top
 from keras_topk.losses.topk_cross_entropy import TopKCrossEntropy, topk_cross_entropy
 from keras_topk.losses.topk_transition import (
     TopKTransitionLoss,
-    TransitionCallback,
-    TransitionState,
     grouped_cross_entropy,
     topk_transition_loss,
 )
+from keras_topk.losses.transition_state import TransitionState
+
+# The callback lives in keras_topk.callbacks; this name keeps code written for
+# 0.1 (`keras_topk.losses.TransitionCallback`) working.
+from keras_topk.callbacks import TransitionCallback  # noqa: E402
+
+__all__ = [
+    "SmoothTopKSVM",
+    "TopKCrossEntropy",
+    "TopKSVM",
+    "TopKTransitionLoss",
+    "TransitionCallback",
+    "TransitionState",
+    "grouped_cross_entropy",
+    "smooth_topk_svm",
+    "topk_cross_entropy",
+    "topk_svm",
+    "topk_transition_loss",
+]

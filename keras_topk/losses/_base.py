@@ -1,39 +1,212 @@
-"""The base class every keras-topk loss derives from."""
+"""The pipeline every keras-topk loss shares, and the base class that runs it.
+
+A loss is its per-sample maths on flat ``(b, n)`` scores: a function
+``maths(s, labels, rows)`` with ``labels`` the ``(b,)`` int32 class of each
+sample and ``rows`` its dense (one-hot or soft) label rows ``(b, n)``, or
+None for sparse labels and for losses that use the classes only. `per_sample_losses`
+does the rest, once, for every loss and its public pure function:
+
+1. scores: half precision computed in float32, float64 kept, anything else an
+   error; the class axis must be known;
+2. labels: integer classes ``(...,)``/``(..., 1)`` or one-hot/soft rows
+   ``(..., n)``, range-checked where the values can be seen;
+3. leading axes flattened to ``(b, n)``, an empty batch answered without
+   running the maths, and the per-sample losses reshaped back to ``(...,)``;
+4. the non-finite policy, the same for every loss (README, "Bad input"):
+
+   - ``-inf`` marks a masked class: it ranks below every finite score and
+     gets no gradient (it is raised to a floor far below any real logit);
+   - a sample whose label class is ``-inf`` (all-``-inf`` rows included; for
+     dense rows, any class with label weight) cannot be reached: its loss is
+     0 with a zero gradient, as a masked step's;
+   - NaN or ``+inf`` (a float16 overflow) anywhere in a sample's scores makes
+     its loss NaN, as Keras's crossentropy does, so that ``TerminateOnNaN``
+     stops the run; the other samples and their gradients are untouched.
+
+`TopKLoss.__call__` adds what ``keras.losses.Loss.__call__`` does: Keras masks
+on ``y_pred`` (a masked step has weight 0 and the mean runs over the
+unmasked steps), ``sample_weight`` and the reduction; and it warns once when
+``y_pred`` comes out of a softmax or sigmoid, which top-k losses must not see.
+"""
+
+import dataclasses
+import warnings
 
 import keras
+import numpy as np
 from keras import ops
+
 from keras_topk import _backend
 from keras_topk import _inputs
 
+__all__ = ["Config", "TopKLoss", "per_sample_losses"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of the losses' frozen configurations: validated once, passed by name."""
+
+    def as_kwargs(self):
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def as_config(self):
+        """The JSON form (tuples as lists), as ``get_config`` returns it."""
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in self.as_kwargs().items()
+        }
+
+
+def per_sample_losses(y_true, y_pred, maths, *, dense_rows=False, check_classes=None, floor_scale=1.0):
+    """Runs the shared pipeline around ``maths`` and returns one loss per sample.
+
+    Args:
+        y_true: labels, any of the accepted forms.
+        y_pred: scores (logits) of shape ``(..., n)``.
+        maths: ``maths(s, labels, rows) -> (b,)`` on finite ``(b, n)`` scores,
+            ``labels`` the int32 classes (the argmax of dense rows) and
+            ``rows`` the dense label rows, or None for sparse labels.
+        dense_rows: whether ``maths`` uses dense label rows (soft labels); if
+            False, ``rows`` is always None.
+        check_classes: ``check_classes(n)`` raises ValueError when the loss's
+            configuration cannot work with ``n`` classes.
+        floor_scale: the largest factor ``maths`` multiplies score differences
+            by (an inverse temperature): the ``-inf`` floor leaves room for it.
+
+    Returns:
+        Losses of shape ``y_pred.shape[:-1]``, in the compute dtype.
+    """
+    scores = _inputs.standardize_scores(y_pred)
+    n = _inputs.num_classes_of(scores)
+    if check_classes is not None:
+        check_classes(n)
+    labels, dense = _inputs.standardize_labels(y_true, scores)
+    s, labels = _inputs.flatten_batch(scores, labels, dense)
+    if s.shape[0] == 0:
+        # Some backends refuse reductions (max, top_k) of empty tensors.
+        return _inputs.unflatten_batch(ops.zeros((0,), dtype=s.dtype), scores)
+    rows = None
+    if dense:
+        if dense_rows:
+            rows = labels
+        labels = ops.cast(ops.argmax(labels, axis=-1), "int32")
+    targets = ops.one_hot(labels, n, dtype=s.dtype) if rows is None else rows
+    s, unreachable, broken = _non_finite_policy(s, targets, floor_scale)
+    losses = maths(s, labels, rows)
+    zero = ops.zeros_like(losses)
+    losses = ops.where(unreachable, zero, losses)
+    losses = ops.where(broken, zero + float("nan"), losses)
+    return _inputs.unflatten_batch(losses, scores)
+
+
+def _non_finite_policy(s, rows, floor_scale):
+    """``(finite scores, unreachable, broken)``: see the module docstring."""
+    inf = ops.convert_to_tensor(float("inf"), dtype=s.dtype)
+    broken = ops.any(ops.logical_or(ops.isnan(s), ops.equal(s, inf)), axis=-1)
+    masked = ops.equal(s, -inf)
+    unreachable = ops.any(ops.logical_and(masked, ops.greater(rows, 0)), axis=-1)
+    # Rows that give no loss are computed on zeros: whatever their maths would
+    # make of them (inf - inf), their gradient is then exactly zero.
+    skip = ops.logical_or(broken, unreachable)[:, None]
+    s = ops.where(skip, ops.zeros_like(s), s)
+    # The floor: -max_float / (16 n^2 scale) is far below any real logit and
+    # keeps sums of n^2 pairwise differences (times the inverse temperature)
+    # finite; floored classes get no gradient.
+    n = int(s.shape[-1])
+    dtype = keras.backend.standardize_dtype(s.dtype)
+    floor = -float(np.finfo(dtype).max) / (16.0 * n * n * max(float(floor_scale), 1.0))
+    floor = ops.convert_to_tensor(floor, dtype=s.dtype)
+    s = ops.where(ops.less(s, floor), floor, s)
+    return s, unreachable, broken
+
+
+def _from_softmax(y_pred):
+    """Whether ``y_pred`` was produced by a softmax or sigmoid, as far as Keras can tell.
+
+    Keras's activations leave the logits on their output (``_keras_logits``,
+    set where the tensor type takes attributes: TensorFlow and PyTorch); in a
+    TensorFlow graph the producing op tells. JAX arrays carry neither, so a
+    softmax output there is only caught when its values are concrete.
+    """
+    if getattr(y_pred, "_keras_logits", None) is not None:
+        return True
+    op = getattr(y_pred, "op", None)
+    if op is not None and getattr(op, "type", None) in ("Softmax", "Sigmoid"):
+        return True
+    values = _backend.concrete_value(y_pred)
+    if values is None or values.ndim < 2 or values.shape[-1] < 2 or values.size == 0:
+        return False
+    if values.dtype.kind != "f" or not np.all(np.isfinite(values)):
+        return False
+    return bool(np.all(values >= 0) and np.allclose(values.sum(-1), 1.0, atol=1e-3))
+
 
 class TopKLoss(keras.losses.Loss):
-    """A ``keras.losses.Loss`` that computes in the scores' precision.
+    """A ``keras.losses.Loss`` whose ``call`` is its public pure function.
 
-    Keras's base class casts ``y_true`` and ``y_pred`` to the loss's dtype
-    (float32 by default). Top-k losses differ in two ways: integer labels stay
-    integers (they index classes), and float64 scores stay float64 while half
-    precision is computed in float32, whatever the loss's dtype. Subclasses
-    implement ``call(y_true, y_pred)`` on standardised inputs and return one
-    loss per sample; the reduction and ``sample_weight`` are Keras's own.
+    Subclasses set ``function`` (the pure function, keyword configuration)
+    and store their validated configuration (a frozen `Config`) with
+    `_configure`. Unlike Keras's base class, integer labels stay integers
+    (they index classes), and float64 scores stay float64 while half precision
+    is computed in float32, whatever the loss's dtype.
     """
 
+    function = None
+    # Arguments renamed since a release: {old name: new name}, for from_config.
+    renamed_arguments = {}
+
+    def _configure(self, config):
+        self._topk_config = config
+        for name, value in config.as_kwargs().items():
+            setattr(self, name, value)
+
     def __call__(self, y_true, y_pred, sample_weight=None):
+        mask = _backend.get_keras_mask(y_pred)
+        self._warn_if_probabilities(y_pred)
         with keras.name_scope(self.name):
-            scores = _inputs.standardize_scores(y_pred)
-            losses = self.call(y_true, scores)
+            losses = self.call(y_true, _inputs.standardize_scores(y_pred))
+            if mask is not None:
+                # A masked step's scores may be anything (padding): its loss
+                # is replaced, not multiplied by 0, so a NaN there stays out.
+                mask = ops.reshape(ops.cast(mask, "bool"), ops.shape(losses))
+                losses = ops.where(mask, losses, ops.zeros_like(losses))
             if sample_weight is not None:
                 sample_weight = ops.convert_to_tensor(sample_weight, dtype=losses.dtype)
             return _backend.reduce_weighted_values(
                 losses,
                 sample_weight=sample_weight,
-                mask=None,
+                mask=mask,
                 reduction=self.reduction,
                 dtype=losses.dtype,
             )
+
+    def call(self, y_true, y_pred):
+        return type(self).function(y_true, y_pred, **self._topk_config.as_kwargs())
+
+    def _warn_if_probabilities(self, y_pred):
+        if getattr(self, "_warned_probabilities", False) or not _from_softmax(y_pred):
+            return
+        self._warned_probabilities = True
+        warnings.warn(
+            f"The loss `{self.name}` ({type(self).__name__}) received `y_pred` produced by a "
+            "softmax or sigmoid activation. keras-topk losses take logits (unnormalised "
+            "scores): remove the final activation (e.g. `Dense(n)` instead of "
+            "`Dense(n, activation='softmax')`) and apply the softmax at prediction time.",
+            stacklevel=3,
+        )
 
     def get_config(self):
         # Keras's Loss leaves `dtype` out of its config; keep it, so that
         # `from_config(get_config())` rebuilds the loss with every argument.
         config = super().get_config()
         config["dtype"] = self._dtype_policy.name
+        config.update(self._topk_config.as_config())
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for old, new in cls.renamed_arguments.items():
+            if old in config:
+                config.setdefault(new, config.pop(old))
+        return cls(**config)

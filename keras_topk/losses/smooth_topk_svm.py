@@ -28,15 +28,18 @@ cancels exactly instead of numerically. The identity holds for any split, so
 autodiff through it is the exact gradient.
 """
 
+import dataclasses
 import math
 
 import keras
 from keras import ops
 
 from keras_topk import _config
-from keras_topk import _inputs
-from keras_topk.losses._base import TopKLoss
+from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
+from keras_topk.ops import ranking
 from keras_topk.ops import symmetric_polynomials
+
+__all__ = ["SmoothTopKSVM", "TopKSVM", "smooth_topk_svm", "topk_svm"]
 
 # The reference's switch: a sample uses the hard loss when
 # s_(k) - s_(k+1) >= k tau log(HARD_SWITCH_RATIO), i.e. when the (k+1)-th root is
@@ -44,22 +47,34 @@ from keras_topk.ops import symmetric_polynomials
 HARD_SWITCH_RATIO = 1000.0
 
 
-def check_smooth_topk_svm_args(k, tau, alpha):
-    """Validates the configuration; returns ``(k, tau, alpha)`` as int, float, float."""
-    k = _config.check_int("k", k, minimum=1)
-    tau = _config.check_float("tau", tau, minimum=0.0, min_inclusive=False)
-    alpha = _config.check_float("alpha", alpha, minimum=0.0)
-    return k, tau, alpha
+@dataclasses.dataclass(frozen=True)
+class SmoothTopKSVMConfig(Config):
+    k: int = 5
+    tau: float = 1.0
+    alpha: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "k", _config.check_int("k", self.k, minimum=1))
+        object.__setattr__(self, "tau", _config.check_float("tau", self.tau, minimum=0.0, min_inclusive=False))
+        object.__setattr__(self, "alpha", _config.check_float("alpha", self.alpha, minimum=0.0))
+
+    def check_classes(self, n):
+        _config.check_k_fits_classes("k", self.k, n, strict=True)
 
 
-def check_topk_svm_args(k, alpha):
-    """Validates the configuration of the hard loss; returns ``(k, alpha)``."""
-    k = _config.check_int("k", k, minimum=1)
-    alpha = _config.check_float("alpha", alpha, minimum=0.0)
-    return k, alpha
+@dataclasses.dataclass(frozen=True)
+class TopKSVMConfig(Config):
+    k: int = 5
+    alpha: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "k", _config.check_int("k", self.k, minimum=1))
+        object.__setattr__(self, "alpha", _config.check_float("alpha", self.alpha, minimum=0.0))
+
+    check_classes = SmoothTopKSVMConfig.check_classes
 
 
-def smooth_topk_svm(y_true, y_pred, k=5, tau=1.0, alpha=1.0):
+def smooth_topk_svm(y_true, y_pred, *, k=5, tau=1.0, alpha=1.0):
     """Per-sample smooth top-k SVM loss.
 
     See `SmoothTopKSVM` for the formula and the arguments.
@@ -76,109 +91,35 @@ def smooth_topk_svm(y_true, y_pred, k=5, tau=1.0, alpha=1.0):
         The loss of each sample, shape ``(...,)``, in float32 (float64 for
         float64 scores).
     """
-    k, tau, alpha = check_smooth_topk_svm_args(k, tau, alpha)
-    scores, labels = _prepare(y_true, y_pred, k)
-    s, y = _flatten(scores, labels)
-    if s.shape[0] == 0:
-        # Keras's eager `max` refuses empty tensors, whatever the axis.
-        return _inputs.unflatten_batch(ops.zeros((0,), dtype=s.dtype), scores)
-    return _inputs.unflatten_batch(_nan_where_scores_are(s, _smooth_topk_svm_2d(s, y, k, tau, alpha)), scores)
+    config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
+    return per_sample_losses(
+        y_true, y_pred, lambda s, y, _: _smooth_topk_svm_2d(s, y, config), check_classes=config.check_classes
+    )
 
 
-def topk_svm(y_true, y_pred, k=5, alpha=1.0):
+def topk_svm(y_true, y_pred, *, k=5, alpha=1.0):
     """Per-sample hard top-k SVM loss ``max(0, alpha + (t_k - s_y) / k)``.
 
     See `TopKSVM`; arguments as for `smooth_topk_svm`.
     """
-    k, alpha = check_topk_svm_args(k, alpha)
-    scores, labels = _prepare(y_true, y_pred, k)
-    s, y = _flatten(scores, labels)
-    _, _, ranked, s_y = _top_others_and_label_score(s, y, k, ranks=(k - 1,))
-    t_k = ranked[k - 1]
-    return _inputs.unflatten_batch(_nan_where_scores_are(s, ops.relu(alpha + (t_k - s_y) / k)), scores)
+    config = TopKSVMConfig(k=k, alpha=alpha)
+    return per_sample_losses(
+        y_true, y_pred, lambda s, y, _: _topk_svm_2d(s, y, config), check_classes=config.check_classes
+    )
 
 
-def _nan_where_scores_are(s, losses):
-    # `top_k` may pass over a NaN score and leave the loss finite; a NaN in a
-    # sample's scores must show in its loss, as in every other Keras loss.
-    has_nan = ops.any(ops.isnan(s), axis=-1)
-    return ops.where(has_nan, ops.convert_to_tensor(float("nan"), dtype=losses.dtype), losses)
+def _topk_svm_2d(s, y, config):
+    k = config.k
+    _, _, ranked = ranking.ranked_others(s, y, k, ranks=(k - 1,))
+    return ops.relu(config.alpha + (ranked[k - 1] - ranking.label_score(s, y)) / k)
 
 
-def _prepare(y_true, y_pred, k):
-    scores = _inputs.standardize_scores(y_pred)
-    n = _inputs.num_classes_of(scores)
-    _config.check_k_fits_classes("k", k, n, strict=True)
-    labels, dense = _inputs.standardize_labels(y_true, scores)
-    if dense:
-        labels = ops.cast(ops.argmax(labels, axis=-1), "int32")
-    return scores, labels
-
-
-def _flatten(scores, labels):
-    return _inputs.flatten_batch(scores, labels, dense=False)
-
-
-def _top_others_and_label_score(s, y, count, ranks=()):
-    """The ``count`` highest-scoring other classes, and ``s_y``, for scores (b, n) and labels (b,).
-
-    Returns ``(values, hits, ranked, s_y)``: ``values`` (b, count) in descending
-    order, with no gradient; for each rank ``r`` in ``ranks`` (0 = highest),
-    ``hits[r]`` (b, n) marks that class and ``ranked[r]`` (b,) is its score,
-    with its gradient. The gradient of ``top_k`` or of a gather is a scatter,
-    on CPU slower than the rest of the loss; here it is a mask.
-    """
-    n = int(s.shape[-1])
-    is_label = ops.one_hot(y, n, dtype="bool")
-    lowest = ops.convert_to_tensor(symmetric_polynomials.lowest_log(s.dtype), dtype=s.dtype)
-    values, indices = ops.top_k(ops.stop_gradient(ops.where(is_label, lowest, s)), count, sorted=True)
-    positions = ops.arange(n, dtype=indices.dtype)[None, :]
-    zeros = ops.zeros_like(s)
-    ranks = tuple(ranks)
-    hits = {r: ops.equal(positions, _column(indices, r)[:, None]) for r in ranks}
-    ranked = {}
-    if ranks:
-        picked = _with_gradient_at(s, hits, ops.stack([_column(values, r) for r in ranks], axis=1))
-        ranked = {r: picked[:, i] for i, r in enumerate(ranks)}
-    s_y = ops.sum(ops.where(is_label, s, zeros), axis=-1)
-    return values, hits, ranked, s_y
-
-
-def _with_gradient_at(s, hits, picked):
-    """``picked`` (b, r): the scores at the r masks ``hits`` (b, n), with their gradient."""
-    masks = list(hits.values())
-
-    @ops.custom_gradient
-    def pick(scores):
-        def grad(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            zeros = ops.zeros_like(scores)
-            total = zeros
-            for i, mask in enumerate(masks):
-                total = total + ops.where(mask, upstream[:, i : i + 1], zeros)
-            return total
-
-        return ops.stop_gradient(picked), grad
-
-    return pick(s)
-
-
-def _column(x, j):
-    """``x[:, j]`` as a masked sum.
-
-    XLA:CPU runs ``top_k`` as a fast partial sort only if its outputs are
-    sliced from column 0 alone; a slice such as ``values[:, k - 1]`` makes it
-    a full sort of every row (30x slower at n = 1000). Masks keep it fast.
-    """
-    position = ops.arange(int(x.shape[-1]))[None, :]
-    return ops.sum(ops.where(position == j, x, ops.zeros_like(x)), axis=-1)
-
-
-def _smooth_topk_svm_2d(s, y, k, tau, alpha):
+def _smooth_topk_svm_2d(s, y, config):
+    k, tau, alpha = config.k, config.tau, config.alpha
     n = int(s.shape[-1])
     # One top_k (the slowest op here on CPU) serves the split, t_k and the switch.
-    top_values, hits, ranked, s_y = _top_others_and_label_score(s, y, k + 1, ranks=range(k))
+    top_values, hits, ranked = ranking.ranked_others(s, y, k + 1, ranks=range(k))
+    s_y = ranking.label_score(s, y)
     t_k = ranked[k - 1]
     margin = alpha + (t_k - s_y) / k
     hard = ops.relu(margin)
@@ -233,10 +174,10 @@ def _kth_and_next_of_all(top_others, s_y, k, n):
     """
 
     def nth_largest(j):  # 1-based
-        previous = s_y if j == 1 else ops.minimum(s_y, _column(top_others, j - 2))
+        previous = s_y if j == 1 else ops.minimum(s_y, ranking.column(top_others, j - 2))
         if j > n - 1:  # only n - 1 other classes: s_y or an other is the smallest
             return previous
-        return ops.maximum(_column(top_others, j - 1), previous)
+        return ops.maximum(ranking.column(top_others, j - 1), previous)
 
     return nth_largest(k), nth_largest(k + 1)
 
@@ -294,17 +235,11 @@ class SmoothTopKSVM(TopKLoss):
     0.8151
     """
 
+    function = staticmethod(smooth_topk_svm)
+
     def __init__(self, k=5, tau=1.0, alpha=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(name=name or "smooth_topk_svm", reduction=reduction, dtype=dtype)
-        self.k, self.tau, self.alpha = check_smooth_topk_svm_args(k, tau, alpha)
-
-    def call(self, y_true, y_pred):
-        return smooth_topk_svm(y_true, y_pred, k=self.k, tau=self.tau, alpha=self.alpha)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(k=self.k, tau=self.tau, alpha=self.alpha)
-        return config
+        self._configure(SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha))
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")
@@ -340,14 +275,8 @@ class TopKSVM(TopKLoss):
     [0.75, 0.0]
     """
 
+    function = staticmethod(topk_svm)
+
     def __init__(self, k=5, alpha=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(name=name or "topk_svm", reduction=reduction, dtype=dtype)
-        self.k, self.alpha = check_topk_svm_args(k, alpha)
-
-    def call(self, y_true, y_pred):
-        return topk_svm(y_true, y_pred, k=self.k, alpha=self.alpha)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(k=self.k, alpha=self.alpha)
-        return config
+        self._configure(TopKSVMConfig(k=k, alpha=alpha))

@@ -1,14 +1,16 @@
 """Differentiable top-k cross-entropy (Petersen et al., ICML 2022)."""
 
+import dataclasses
+
 import keras
-import numpy as np
 from keras import ops
 
 from keras_topk import _config
-from keras_topk import _inputs
-from keras_topk.losses._base import TopKLoss
-from keras_topk.ops import relaxations
+from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
+from keras_topk.ops import ranking
 from keras_topk.ops import relaxed_topk
+
+__all__ = ["TopKCrossEntropy", "topk_cross_entropy"]
 
 TOP1_MODES = ("sm", "sort", "smce")
 
@@ -16,30 +18,51 @@ TOP1_MODES = ("sm", "sort", "smce")
 _EPS = 1e-7
 
 
-def check_topk_cross_entropy_args(
-    p_k, method, inverse_temperature, distribution, art_lambda, m, top1_mode
-):
-    """Validates the configuration; returns it normalised (p_k as a tuple of floats)."""
-    p_k = _config.check_k_distribution(p_k)
-    k = len(p_k)
-    _, method, beta, distribution, art_lambda = relaxed_topk.check_soft_topk_args(
-        k, None, method, inverse_temperature, distribution, art_lambda
-    )
-    top1_mode = _config.check_choice("top1_mode", top1_mode, TOP1_MODES)
-    if m is not None:
-        m = _config.check_int("m", m)
-        if m <= k:
+@dataclasses.dataclass(frozen=True)
+class TopKCrossEntropyConfig(Config):
+    p_k: tuple = (0.2, 0.2, 0.2, 0.2, 0.2)
+    method: str = "splitter_selection"
+    inverse_temperature: float = 1.0
+    distribution: str = "logistic_phi"
+    art_lambda: float = 0.5
+    m: int = None
+    top1_mode: str = "sm"
+
+    def __post_init__(self):
+        p_k = _config.check_k_distribution(self.p_k)
+        k = len(p_k)
+        _, method, beta, distribution, art_lambda = relaxed_topk.check_soft_topk_args(
+            k, None, self.method, self.inverse_temperature, self.distribution, self.art_lambda
+        )
+        m = self.m
+        if m is not None:
+            m = _config.check_int("m", m)
+            if m <= k:
+                raise ValueError(
+                    f"`m`={m} must lie strictly between K = len(p_k) = {k} and the number of "
+                    f"classes: use m > {k}, or m=None to rank all classes."
+                )
+        normalised = dict(
+            p_k=p_k, method=method, inverse_temperature=beta, distribution=distribution,
+            art_lambda=art_lambda, m=m, top1_mode=_config.check_choice("top1_mode", self.top1_mode, TOP1_MODES),
+        )
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+    def check_classes(self, n):
+        _config.check_k_fits_classes("K = len(p_k)", len(self.p_k), n, strict=False)
+        if self.m is not None and self.m >= n:
             raise ValueError(
-                f"`m`={m} must lie strictly between K = len(p_k) = {k} and the number of "
-                f"classes: use m > {k}, or m=None to rank all classes."
+                f"`m`={self.m} must be smaller than the number of classes, which is {n}; use "
+                f"m in ({len(self.p_k)}, {n}) or m=None to rank all classes."
             )
-    return p_k, method, beta, distribution, art_lambda, m, top1_mode
 
 
 def topk_cross_entropy(
     y_true,
     y_pred,
-    p_k,
+    *,
+    p_k=(0.2, 0.2, 0.2, 0.2, 0.2),
     method="splitter_selection",
     inverse_temperature=1.0,
     distribution="logistic_phi",
@@ -60,62 +83,54 @@ def topk_cross_entropy(
         The loss of each sample, shape ``(...,)``, in float32 (float64 for
         float64 scores).
     """
-    p_k, method, beta, distribution, art_lambda, m, top1_mode = check_topk_cross_entropy_args(
-        p_k, method, inverse_temperature, distribution, art_lambda, m, top1_mode
+    config = TopKCrossEntropyConfig(
+        p_k=p_k, method=method, inverse_temperature=inverse_temperature, distribution=distribution,
+        art_lambda=art_lambda, m=m, top1_mode=top1_mode,
     )
-    scores = _inputs.standardize_scores(y_pred)
-    n = _inputs.num_classes_of(scores)
-    _config.check_k_fits_classes("K = len(p_k)", len(p_k), n, strict=False)
-    if m is not None and m >= n:
-        raise ValueError(
-            f"`m`={m} must be smaller than the number of classes, which is {n}; use "
-            f"m in ({len(p_k)}, {n}) or m=None to rank all classes."
-        )
-    labels, dense = _inputs.standardize_labels(y_true, scores)
-    flat_scores, flat_labels = _inputs.flatten_batch(scores, labels, dense)
-    losses = _topk_cross_entropy_2d(
-        flat_scores, flat_labels, dense, p_k, method, beta, distribution, art_lambda, m, top1_mode
+    return per_sample_losses(
+        y_true,
+        y_pred,
+        lambda s, y, rows: _topk_cross_entropy_2d(s, y, rows, config),
+        # With `m`, dense rows are reduced to their argmax.
+        dense_rows=config.m is None,
+        check_classes=config.check_classes,
+        floor_scale=config.inverse_temperature,
     )
-    return _inputs.unflatten_batch(losses, scores)
 
 
-def _topk_cross_entropy_2d(s, labels, dense, p_k, method, beta, distribution, art_lambda, m, top1_mode):
-    k = len(p_k)
-    # -inf (a masked class) would meet another -inf in the networks' differences.
-    s = _inputs.floor_masked_scores(s, scale=beta)
-    if m is not None:
-        if dense:
-            labels = ops.argmax(labels, axis=-1)
-        s = _restrict_to_m(s, labels, m)
-        labels = ops.zeros_like(labels)
-        dense = False
+def _topk_cross_entropy_2d(s, y, rows, config):
+    p_k, k = config.p_k, len(config.p_k)
+    # rows: soft or one-hot label rows (dense labels, no `m`), else None.
+    dense = rows is not None
+    if config.m is not None:
+        s = ranking.label_and_top_others(s, y, config.m)
+        y = ops.zeros_like(y)
     n = int(s.shape[-1])
     # One-hot rows: the label's attribution comes from pushing the row through
     # the network (O(n) a layer); soft rows need the whole attribution matrix.
-    targets = labels if dense else ops.one_hot(labels, n, dtype=s.dtype)
+    targets = rows if dense else ops.one_hot(y, n, dtype=s.dtype)
+    relaxation = (config.method, config.inverse_temperature, config.distribution, config.art_lambda)
 
-    first = 0 if top1_mode == "sort" else 1
+    first = 0 if config.top1_mode == "sort" else 1
     weights = p_k[first:]
     topk_prob = None
     if any(w != 0.0 for w in weights):
         if dense:
-            attribution = relaxed_topk.topk_attribution(s, k, method, beta, distribution, art_lambda)
+            attribution = relaxed_topk.topk_attribution(s, k, *relaxation)
         else:
-            attribution = relaxed_topk.topk_attribution(
-                s, k, method, beta, distribution, art_lambda, rows=targets
-            )
+            attribution = relaxed_topk.topk_attribution(s, k, *relaxation, rows=targets)
         # q_k: the probability of landing among the top k ranks.
         in_topk = ops.cumsum(attribution, axis=-1)
         weight_vector = ops.convert_to_tensor([0.0] * first + list(weights), dtype=s.dtype)
         topk_prob = ops.sum(in_topk * weight_vector, axis=-1)
 
-    if top1_mode == "smce":
+    if config.top1_mode == "smce":
         cross_entropy = -ops.sum(targets * ops.log_softmax(s, axis=-1), axis=-1)
         loss = p_k[0] * cross_entropy
         if topk_prob is not None:
             loss = loss + sum(weights) * _nll(topk_prob, targets, dense)
         return loss
-    if top1_mode == "sm" and p_k[0] != 0.0:
+    if config.top1_mode == "sm" and p_k[0] != 0.0:
         softmax_prob = p_k[0] * ops.softmax(s, axis=-1)
         if not dense:
             softmax_prob = ops.sum(softmax_prob * targets, axis=-1)
@@ -128,18 +143,6 @@ def _nll(prob, targets, dense):
     if dense:
         return -ops.sum(targets * log_prob, axis=-1)
     return -log_prob
-
-
-def _restrict_to_m(s, labels, m):
-    """The label's score first, then the m - 1 highest other scores in descending order."""
-    n = int(s.shape[-1])
-    is_label = ops.one_hot(labels, n, dtype="bool")
-    true_score = ops.take_along_axis(s, labels[:, None], axis=1)
-    # The lowest finite value rather than -inf keeps 0 * inf out of the gradient.
-    lowest = ops.convert_to_tensor(np.finfo(keras.backend.standardize_dtype(s.dtype)).min, dtype=s.dtype)
-    others = ops.where(is_label, lowest, s)
-    top_others = ops.top_k(others, m - 1, sorted=True)[0]
-    return ops.concatenate([true_score, top_others], axis=1)
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")
@@ -198,6 +201,8 @@ class TopKCrossEntropy(TopKLoss):
     True
     """
 
+    function = staticmethod(topk_cross_entropy)
+
     def __init__(
         self,
         p_k=(0.2, 0.2, 0.2, 0.2, 0.2),
@@ -212,40 +217,9 @@ class TopKCrossEntropy(TopKLoss):
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        (
-            self.p_k,
-            self.method,
-            self.inverse_temperature,
-            self.distribution,
-            self.art_lambda,
-            self.m,
-            self.top1_mode,
-        ) = check_topk_cross_entropy_args(
-            p_k, method, inverse_temperature, distribution, art_lambda, m, top1_mode
+        self._configure(
+            TopKCrossEntropyConfig(
+                p_k=p_k, method=method, inverse_temperature=inverse_temperature,
+                distribution=distribution, art_lambda=art_lambda, m=m, top1_mode=top1_mode,
+            )
         )
-
-    def call(self, y_true, y_pred):
-        return topk_cross_entropy(
-            y_true,
-            y_pred,
-            p_k=self.p_k,
-            method=self.method,
-            inverse_temperature=self.inverse_temperature,
-            distribution=self.distribution,
-            art_lambda=self.art_lambda,
-            m=self.m,
-            top1_mode=self.top1_mode,
-        )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            p_k=list(self.p_k),
-            method=self.method,
-            inverse_temperature=self.inverse_temperature,
-            distribution=self.distribution,
-            art_lambda=self.art_lambda,
-            m=self.m,
-            top1_mode=self.top1_mode,
-        )
-        return config

@@ -1,10 +1,13 @@
 """Grouped top-k cross-entropy with a transition from CE (Sawada et al., 2020).
 
 The mathematics are pure functions (`grouped_cross_entropy`,
-`topk_transition_loss`); `TopKTransitionLoss` holds the configuration and the
-schedule of the mixing weight, whose state lives in `TransitionState` and is
-advanced by `TransitionCallback` at the end of every training step.
+`topk_transition_loss`); `TopKTransitionLoss` holds the configuration and
+reads the mixing weight from its schedule state
+(`keras_topk.losses.transition_state`), which
+`keras_topk.callbacks.TransitionCallback` advances after every training step.
 """
+
+import dataclasses
 
 import keras
 import numpy as np
@@ -12,17 +15,14 @@ from keras import ops
 
 from keras_topk import _backend
 from keras_topk import _config
-from keras_topk import _inputs
-from keras_topk.losses._base import TopKLoss
-from keras_topk.ops.ranking import label_rank_2d
+from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
+from keras_topk.losses.transition_state import TransitionState
+from keras_topk.ops import ranking
+
+__all__ = ["TopKTransitionLoss", "grouped_cross_entropy", "topk_transition_loss"]
 
 TRANSITIONS = ("constant", "linear", "adaptive")
 GROUPS = ("label", "predicted")
-
-
-# --------------------------------------------------------------------------- #
-# Validation
-# --------------------------------------------------------------------------- #
 
 
 def _check_weight(name, value):
@@ -31,48 +31,78 @@ def _check_weight(name, value):
     return _config.check_float(name, value, minimum=0.0, maximum=1.0)
 
 
-def check_transition_args(
-    k, transition, weight, group, weight_start, weight_end, transition_steps, momentum
-):
-    """Validates the configuration of `TopKTransitionLoss`; returns it normalised."""
-    k = _config.check_int("k", k, minimum=1)
-    transition = _config.check_choice("transition", transition, TRANSITIONS)
-    group = _config.check_choice("group", group, GROUPS)
-    weight_start = _check_weight("weight_start", weight_start)
-    weight_end = _check_weight("weight_end", weight_end)
-    momentum = _config.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
-    if momentum == 1.0:
-        raise ValueError(
-            "`momentum` must be < 1 (with momentum=1 the running accuracy, and so the "
-            "weight, never moves); got 1.0. Typical values are 0.9 to 0.999."
+@dataclasses.dataclass(frozen=True)
+class GroupConfig(Config):
+    k: int = 5
+    group: str = "label"
+
+    def __post_init__(self):
+        object.__setattr__(self, "k", _config.check_int("k", self.k, minimum=1))
+        object.__setattr__(self, "group", _config.check_choice("group", self.group, GROUPS))
+
+    def check_classes(self, n):
+        _config.check_k_fits_classes("k", self.k, n, strict=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransitionConfig(Config):
+    """The configuration of `TopKTransitionLoss`, validated as a whole."""
+
+    k: int = 5
+    transition: str = "adaptive"
+    weight: float = None
+    group: str = "label"
+    weight_start: float = 0.0
+    weight_end: float = 1.0
+    transition_steps: int = None
+    momentum: float = 0.99
+
+    def __post_init__(self):
+        GroupConfig(k=self.k, group=self.group)  # the shared checks
+        checked = dict(
+            k=_config.check_int("k", self.k, minimum=1),
+            transition=_config.check_choice("transition", self.transition, TRANSITIONS),
+            weight_start=_check_weight("weight_start", self.weight_start),
+            weight_end=_check_weight("weight_end", self.weight_end),
+            momentum=_config.check_float("momentum", self.momentum, minimum=0.0, maximum=1.0),
         )
-    if transition == "constant":
-        if weight is None:
+        transition, weight, steps = checked["transition"], self.weight, self.transition_steps
+        if checked["momentum"] == 1.0:
             raise ValueError(
-                "transition='constant' needs `weight`, the fixed weight w in [0, 1] of "
-                "the grouped loss (w=0 is plain cross-entropy), e.g. weight=0.5."
+                "`momentum` must be < 1 (with momentum=1 the running accuracy, and so the "
+                "weight, never moves); got 1.0. Typical values are 0.9 to 0.999."
             )
-        weight = _check_weight("weight", weight)
-    elif weight is not None:
-        raise ValueError(
-            f"`weight`={weight!r} is only used by transition='constant'; with "
-            f"transition={transition!r} the weight moves from `weight_start` to "
-            "`weight_end`. Drop `weight`, or use transition='constant'."
-        )
-    if transition == "linear":
-        if transition_steps is None:
+        if transition == "constant":
+            if weight is None:
+                raise ValueError(
+                    "transition='constant' needs `weight`, the fixed weight w in [0, 1] of "
+                    "the grouped loss (w=0 is plain cross-entropy), e.g. weight=0.5."
+                )
+            weight = _check_weight("weight", weight)
+        elif weight is not None:
             raise ValueError(
-                "transition='linear' needs `transition_steps`, the number of training "
-                "steps over which w moves from `weight_start` to `weight_end` (e.g. "
-                "epochs * steps_per_epoch)."
+                f"`weight`={weight!r} is only used by transition='constant'; with "
+                f"transition={transition!r} the weight moves from `weight_start` to "
+                "`weight_end`. Drop `weight`, or use transition='constant'."
             )
-        transition_steps = _config.check_int("transition_steps", transition_steps, minimum=1)
-    elif transition_steps is not None:
-        raise ValueError(
-            f"`transition_steps`={transition_steps!r} is only used by transition='linear'; "
-            f"drop it for transition={transition!r}."
-        )
-    return k, transition, weight, group, weight_start, weight_end, transition_steps, momentum
+        if transition == "linear":
+            if steps is None:
+                raise ValueError(
+                    "transition='linear' needs `transition_steps`, the number of training "
+                    "steps over which w moves from `weight_start` to `weight_end` (e.g. "
+                    "epochs * steps_per_epoch)."
+                )
+            steps = _config.check_int("transition_steps", steps, minimum=1)
+        elif steps is not None:
+            raise ValueError(
+                f"`transition_steps`={steps!r} is only used by transition='linear'; "
+                f"drop it for transition={transition!r}."
+            )
+        checked.update(weight=weight, transition_steps=steps)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    check_classes = GroupConfig.check_classes
 
 
 def _check_call_weight(weight):
@@ -85,67 +115,36 @@ def _check_call_weight(weight):
     return weight
 
 
-def _prepare(y_true, y_pred, k, group):
-    k = _config.check_int("k", k, minimum=1)
-    group = _config.check_choice("group", group, GROUPS)
-    scores = _inputs.standardize_scores(y_pred)
-    _config.check_k_fits_classes("k", k, _inputs.num_classes_of(scores), strict=True)
-    labels, dense = _inputs.standardize_labels(y_true, scores)
-    flat_scores, flat_labels = _inputs.flatten_batch(scores, labels, dense)
-    return scores, flat_scores, flat_labels, dense, k, group
-
-
 # --------------------------------------------------------------------------- #
 # The mathematics, on (b, n) scores
 # --------------------------------------------------------------------------- #
 
 
-def _label_index(labels, dense):
-    if dense:
-        return ops.cast(ops.argmax(labels, axis=-1), "int32")
-    return labels
-
-
-def _cross_entropy_2d(s, labels, dense, lse):
-    if dense:
-        return -ops.sum(labels * ops.log_softmax(s, axis=-1), axis=-1)
-    return lse - ops.take_along_axis(s, labels[:, None], axis=1)[:, 0]
-
-
-def _grouped_cross_entropy_2d(s, y, k, group, lse):
+def _grouped_2d(s, y, config, lse):
     """L_group for scores (b, n) and class indices y (b,)."""
-    n = int(s.shape[-1])
-    true_score = ops.take_along_axis(s, y[:, None], axis=1)[:, 0]
-    if k == 1:
+    true_score = ranking.label_score(s, y)
+    if config.k == 1:
         # Both groups are {y} when the label is the top class, and plain CE
         # otherwise: L_group is cross-entropy either way.
         return lse - true_score
     # The choice of the group is "temporal": made from the current scores,
     # with no gradient through it. The gradient reaches the scores only
     # through the two logsumexps.
-    chooser = ops.stop_gradient(s)
-    if group == "label":
-        is_label = ops.one_hot(y, n, dtype="bool")
-        lowest = ops.convert_to_tensor(
-            np.finfo(keras.backend.standardize_dtype(s.dtype)).min, dtype=s.dtype
-        )
-        _, others = ops.top_k(ops.where(is_label, lowest, chooser), k - 1)
-        members = ops.concatenate([y[:, None], ops.cast(others, "int32")], axis=1)
-        return lse - ops.logsumexp(ops.take_along_axis(s, members, axis=1), axis=-1)
-    _, members = ops.top_k(chooser, k)
-    members = ops.cast(members, "int32")
-    label_in_group = ops.any(ops.equal(members, y[:, None]), axis=-1)
+    members = ranking.group_members(s, y, config.k, config.group)
     grouped = lse - ops.logsumexp(ops.take_along_axis(s, members, axis=1), axis=-1)
+    if config.group == "label":
+        return grouped
+    label_in_group = ops.any(ops.equal(members, y[:, None]), axis=-1)
     return ops.where(label_in_group, grouped, lse - true_score)
 
 
-def _transition_2d(s, labels, dense, k, weight, group):
-    # A masked class (-inf) would make the dense CE term 0 * -inf = NaN.
-    s = _inputs.floor_masked_scores(s)
+def _transition_2d(s, y, rows, config, weight):
     lse = ops.logsumexp(s, axis=-1)
-    y = _label_index(labels, dense)
-    cross_entropy = _cross_entropy_2d(s, labels, dense, lse)
-    grouped = _grouped_cross_entropy_2d(s, y, k, group, lse)
+    if rows is None:
+        cross_entropy = lse - ranking.label_score(s, y)
+    else:
+        cross_entropy = -ops.sum(rows * ops.log_softmax(s, axis=-1), axis=-1)
+    grouped = _grouped_2d(s, y, config, lse)
     if isinstance(weight, (int, float)):
         # Straight to the scores' dtype: via float32 a float64 loss would see 0.7 as 0.69999999.
         w = ops.convert_to_tensor(weight, dtype=s.dtype)
@@ -154,23 +153,12 @@ def _transition_2d(s, labels, dense, k, weight, group):
     return (1.0 - w) * cross_entropy + w * grouped
 
 
-def _topk_hits(s, labels, dense, k):
-    """1.0 where fewer than k other classes score at least as high as the label.
-
-    The tie rule of ``keras_topk.metrics.TopKAccuracy``: ties count against the
-    label, so a model with constant scores (e.g. a zero-initialised head) is at
-    0 and does not jump the adaptive schedule towards the grouped loss.
-    """
-    y = _label_index(labels, dense)
-    return ops.cast(ops.less(label_rank_2d(s, y), k), "float32")
-
-
 # --------------------------------------------------------------------------- #
 # Public functions
 # --------------------------------------------------------------------------- #
 
 
-def grouped_cross_entropy(y_true, y_pred, k, group="label"):
+def grouped_cross_entropy(y_true, y_pred, *, k, group="label"):
     r"""Per-sample grouped cross-entropy ``L_group`` (no transition).
 
     .. math::
@@ -195,13 +183,14 @@ def grouped_cross_entropy(y_true, y_pred, k, group="label"):
         The loss of each sample, shape ``(...,)``, float32 (float64 for float64
         scores).
     """
-    scores, s, labels, dense, k, group = _prepare(y_true, y_pred, k, group)
-    y = _label_index(labels, dense)
-    losses = _grouped_cross_entropy_2d(s, y, k, group, ops.logsumexp(s, axis=-1))
-    return _inputs.unflatten_batch(losses, scores)
+    config = GroupConfig(k=k, group=group)
+    return per_sample_losses(
+        y_true, y_pred, lambda s, y, _: _grouped_2d(s, y, config, ops.logsumexp(s, axis=-1)),
+        check_classes=config.check_classes,
+    )
 
 
-def topk_transition_loss(y_true, y_pred, k, weight, group="label"):
+def topk_transition_loss(y_true, y_pred, *, k, weight, group="label"):
     r"""Per-sample mixture ``(1 - w) CE + w L_group`` at a given weight.
 
     .. math::
@@ -231,91 +220,30 @@ def topk_transition_loss(y_true, y_pred, k, weight, group="label"):
     >>> scores = np.array([[2.0, 1.0, 0.5, -1.0]], "float32")
     >>> ce = keras_topk.losses.topk_transition_loss([1], scores, k=2, weight=0.0)
     >>> grouped = keras_topk.losses.topk_transition_loss([1], scores, k=2, weight=1.0)
-    >>> bool(grouped[0] < ce[0])
-    True
+    >>> [round(float(ce[0]), 4), round(float(grouped[0]), 4)]
+    [1.4952, 0.1819]
     """
     weight = _check_call_weight(weight)
-    scores, s, labels, dense, k, group = _prepare(y_true, y_pred, k, group)
-    return _inputs.unflatten_batch(_transition_2d(s, labels, dense, k, weight, group), scores)
+    config = GroupConfig(k=k, group=group)
+    return per_sample_losses(
+        y_true, y_pred, lambda s, y, rows: _transition_2d(s, y, rows, config, weight),
+        dense_rows=True, check_classes=config.check_classes,
+    )
 
 
-# --------------------------------------------------------------------------- #
-# Schedule state
-# --------------------------------------------------------------------------- #
+def _topk_hits(y_true, y_pred, k):
+    """1.0 where fewer than k other classes score at least as high as the label.
 
-
-class TransitionState(keras.metrics.Metric):
-    """The schedule state of a `TopKTransitionLoss`: four non-trainable variables.
-
-    - ``weight``: the current mixing weight ``w`` (float32), read by the loss
-      inside the train step;
-    - ``steps``: training steps completed so far (int32);
-    - ``accuracy``: running (EMA) top-k accuracy of the training batches;
-    - ``batch_accuracy``: top-k accuracy of the last batch the loss saw,
-      written by the loss, consumed by `TransitionCallback` (adaptive only).
-
-    It is a ``keras.metrics.Metric`` so that `TransitionCallback` can put it
-    among the model's metrics: JAX then passes the variables in and out of the
-    jitted train step like any metric state, and the logs report ``w`` under
-    the name ``"<loss name>_weight"``. ``reset_state`` is a no-op: Keras
-    resets metrics every epoch, the schedule must carry on. Keras does not
-    save metric variables, so this class saves its own
-    (``save_own_variables``); it is reached through ``model.loss``.
+    The tie rule of ``keras_topk.metrics.TopKAccuracy``: ties count against the
+    label, so a model with constant scores (e.g. a zero-initialised head) is at
+    0 and does not jump the adaptive schedule towards the grouped loss. A
+    sample whose loss is NaN (NaN or +inf scores) counts as a miss.
     """
-
-    def __init__(self, initial_weight=0.0, name="topk_transition_weight", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.weight = self.add_variable(
-            shape=(),
-            initializer=keras.initializers.Constant(float(initial_weight)),
-            dtype="float32",
-            aggregation="only_first_replica",
-            name="weight",
-        )
-        self.steps = self.add_variable(
-            shape=(), initializer="zeros", dtype="int32",
-            aggregation="only_first_replica", name="steps",
-        )
-        self.accuracy = self.add_variable(
-            shape=(), initializer="zeros", dtype="float32",
-            aggregation="only_first_replica", name="accuracy",
-        )
-        self.batch_accuracy = self.add_variable(
-            shape=(), initializer="zeros", dtype="float32",
-            aggregation="mean", name="batch_accuracy",
-        )
-
-    def _state_variables(self):
-        return [self.weight, self.steps, self.accuracy, self.batch_accuracy]
-
-    def update_state(self, *args, **kwargs):
-        # Updated by TopKTransitionLoss and TransitionCallback, not by Keras.
-        pass
-
-    def reset_state(self):
-        pass
-
-    def result(self):
-        # A copy: JAX donates the state buffers to the next step, and logs
-        # that alias the variable's buffer would be deleted under the caller.
-        return ops.copy(ops.convert_to_tensor(self.weight))
-
-    def save_own_variables(self, store):
-        for i, v in enumerate(self._state_variables()):
-            store[f"{i}"] = ops.convert_to_numpy(v)
-
-    def load_own_variables(self, store):
-        variables = self._state_variables()
-        if len(store.keys()) != len(variables):
-            raise ValueError(
-                f"The saved transition state has {len(store.keys())} variables, "
-                f"expected {len(variables)} (weight, steps, accuracy, batch_accuracy)."
-            )
-        for i, v in enumerate(variables):
-            v.assign(store[f"{i}"])
-
-    def get_config(self):
-        return {"initial_weight": float(ops.convert_to_numpy(self.weight)), **super().get_config()}
+    hits = per_sample_losses(
+        y_true, y_pred, lambda s, y, _: ops.cast(ops.less(ranking.label_rank_2d(s, y), k), s.dtype)
+    )
+    hits = ops.reshape(hits, (-1,))
+    return ops.where(ops.isnan(hits), ops.zeros_like(hits), hits)
 
 
 # --------------------------------------------------------------------------- #
@@ -367,7 +295,7 @@ class TopKTransitionLoss(TopKLoss):
       against the label), computed by the loss with no gradient.
 
     **How the schedule advances: `TransitionCallback`.** ``"linear"`` and
-    ``"adaptive"`` need ``keras_topk.losses.TransitionCallback()`` in
+    ``"adaptive"`` need ``keras_topk.callbacks.TransitionCallback()`` in
     ``model.fit(callbacks=...)``; without it ``w`` stays at ``weight_start``.
     The loss itself never updates the schedule, because it cannot tell a
     training step from an evaluation step (``model.evaluate`` and validation
@@ -443,10 +371,12 @@ class TopKTransitionLoss(TopKLoss):
     >>> model.compile("sgd", loss=loss)
     >>> x, y = np.ones((8, 3), "float32"), np.arange(8) % 5
     >>> _ = model.fit(x, y, batch_size=4, epochs=1, verbose=0,
-    ...               callbacks=[keras_topk.losses.TransitionCallback()])
+    ...               callbacks=[keras_topk.callbacks.TransitionCallback()])
     >>> loss.current_weight
     0.5
     """
+
+    function = staticmethod(topk_transition_loss)
 
     def __init__(
         self,
@@ -463,17 +393,11 @@ class TopKTransitionLoss(TopKLoss):
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        (
-            self.k,
-            self.transition,
-            self.weight,
-            self.group,
-            self.weight_start,
-            self.weight_end,
-            self.transition_steps,
-            self.momentum,
-        ) = check_transition_args(
-            k, transition, weight, group, weight_start, weight_end, transition_steps, momentum
+        self._configure(
+            TransitionConfig(
+                k=k, transition=transition, weight=weight, group=group, weight_start=weight_start,
+                weight_end=weight_end, transition_steps=transition_steps, momentum=momentum,
+            )
         )
         initial = self.weight if self.transition == "constant" else self.weight_start
         self.state = TransitionState(initial_weight=initial, name=f"{self.name}_weight")
@@ -484,21 +408,17 @@ class TopKTransitionLoss(TopKLoss):
         return float(ops.convert_to_numpy(self.state.weight))
 
     def call(self, y_true, y_pred):
-        scores, s, labels, dense, k, group = _prepare(y_true, y_pred, self.k, self.group)
-        if self.transition == "constant":
-            weight = self.weight
-        else:
-            weight = self.state.weight
-        losses = _transition_2d(s, labels, dense, k, weight, group)
+        weight = self.weight if self.transition == "constant" else self.state.weight
+        losses = topk_transition_loss(y_true, y_pred, k=self.k, weight=weight, group=self.group)
         # An empty batch has no accuracy (its mean would be a NaN in the state).
-        if self.transition == "adaptive" and s.shape[0] != 0:
-            hits = _topk_hits(s, labels, dense, k)
+        if self.transition == "adaptive" and losses.shape[0] != 0:
+            hits = _topk_hits(y_true, y_pred, self.k)
             accuracy = ops.stop_gradient(
                 ops.divide_no_nan(ops.sum(hits), ops.cast(ops.shape(hits)[0], hits.dtype))
             )
             if _backend.may_assign_variables(accuracy):
-                self.state.batch_accuracy.assign(accuracy)
-        return _inputs.unflatten_batch(losses, scores)
+                self.state.batch_accuracy.assign(ops.cast(accuracy, "float32"))
+        return losses
 
     def schedule_weight(self, steps, accuracy=0.0):
         """``w`` after ``steps`` training steps at running accuracy ``accuracy``."""
@@ -529,105 +449,3 @@ class TopKTransitionLoss(TopKLoss):
         self.state.steps.assign(min(total, np.iinfo(np.int32).max))
         self.state.weight.assign(weight)
         return weight
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            k=self.k,
-            transition=self.transition,
-            weight=self.weight,
-            group=self.group,
-            weight_start=self.weight_start,
-            weight_end=self.weight_end,
-            transition_steps=self.transition_steps,
-            momentum=self.momentum,
-        )
-        return config
-
-
-# --------------------------------------------------------------------------- #
-# The callback
-# --------------------------------------------------------------------------- #
-
-
-def _find_transition_losses(loss):
-    if loss is None:
-        return []
-    if isinstance(loss, TopKTransitionLoss):
-        return [loss]
-    if isinstance(loss, dict):
-        loss = list(loss.values())
-    if isinstance(loss, (list, tuple)):
-        return [l for item in loss for l in _find_transition_losses(item)]
-    return []
-
-
-class TransitionCallback(keras.callbacks.Callback):
-    """Advances the schedule of `TopKTransitionLoss` during ``model.fit``.
-
-    Pass it to ``fit`` whenever a loss uses ``transition="linear"`` or
-    ``"adaptive"``. It finds every `TopKTransitionLoss` in ``model.loss``
-    (single, list or dict of losses), or takes the ones given, adds their
-    `TransitionState` to the model's metrics (so JAX passes the state through
-    the jitted train step, and the logs report ``w``), and after each training
-    batch advances the schedule by the number of steps just run. See
-    `TopKTransitionLoss` for why this is a callback.
-
-    On JAX this syncs the model state to the host after every batch (as any
-    callback that reads the model per batch does).
-
-    Args:
-        losses: a `TopKTransitionLoss` or a list of them; default: those in
-            ``model.loss``.
-
-    Example:
-
-    >>> import keras_topk
-    >>> callback = keras_topk.losses.TransitionCallback()
-    >>> # model.fit(x, y, callbacks=[callback])
-    """
-
-    def __init__(self, losses=None):
-        super().__init__()
-        if losses is not None:
-            losses = _find_transition_losses(losses if isinstance(losses, (list, tuple)) else [losses])
-            if not losses:
-                raise ValueError(
-                    "`losses` must be a TopKTransitionLoss or a list of them; got none."
-                )
-        self._given = losses
-        self._losses = []
-        self._begin = None
-
-    def set_model(self, model):
-        super().set_model(model)
-        losses = self._given or _find_transition_losses(getattr(model, "loss", None))
-        if not losses:
-            raise ValueError(
-                "TransitionCallback found no TopKTransitionLoss in `model.loss`: compile "
-                "the model with one, or pass it as TransitionCallback(losses=loss)."
-            )
-        self._losses = losses
-        # Metric state is what JAX's trainer threads through the jitted step.
-        metrics = model._metrics
-        added = False
-        for loss in losses:
-            if not any(m is loss.state for m in metrics):
-                metrics.append(loss.state)
-                added = True
-        if added:
-            # Functions traced before the state joined the metrics would leave
-            # `w` out of the logs; fit/evaluate rebuild them after `set_model`.
-            for attr in ("train_function", "test_function"):
-                if getattr(model, attr, None) is not None:
-                    setattr(model, attr, None)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._begin = batch
-
-    def on_train_batch_end(self, batch, logs=None):
-        steps = 1 if self._begin is None else max(batch - self._begin + 1, 1)
-        self._begin = None
-        self.model  # noqa: B018  (on JAX, syncs the step's state back to the variables)
-        for loss in self._losses:
-            loss.advance(steps)

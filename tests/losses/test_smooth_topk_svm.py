@@ -100,7 +100,7 @@ CASES = [(n, k) for n in (2, 3, 5, 8) for k in range(1, n)]
 def test_values_and_gradients_equal_the_definition(n, k, tau, alpha, rng):
     x = mixed_scores(rng, n, k, tau)
     y = rng.integers(0, n, 12)
-    per_sample, grad = autodiff.value_and_grad(lambda v: smooth_topk_svm(y, v, k, tau, alpha), x)
+    per_sample, grad = autodiff.value_and_grad(lambda v: smooth_topk_svm(y, v, k=k, tau=tau, alpha=alpha), x)
     expected = [definition(x[i], y[i], k, tau, alpha) for i in range(12)]
     np.testing.assert_allclose(per_sample, [e[0] for e in expected], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(grad, [e[1] for e in expected], rtol=1e-10, atol=1e-10)
@@ -119,7 +119,7 @@ def test_gradient_matches_finite_differences_of_the_enumeration(rng):
     n, k, tau, alpha = 7, 3, 0.5, 1.0
     x = scores_near_a_tie(rng, 1, n, k, tau, 2.0)[0]
     y = 2
-    _, grad = autodiff.value_and_grad(lambda v: keras.ops.sum(smooth_topk_svm(np.array([y]), v[None], k, tau, alpha)), x)
+    _, grad = autodiff.value_and_grad(lambda v: keras.ops.sum(smooth_topk_svm(np.array([y]), v[None], k=k, tau=tau, alpha=alpha)), x)
     h = 1e-5
     fd = [
         (smooth_by_enumeration(x + h * e, y, k, tau, alpha)[0] - smooth_by_enumeration(x - h * e, y, k, tau, alpha)[0])
@@ -134,7 +134,7 @@ def test_hard_loss_equals_brute_force(n, k, rng):
     x = rng.normal(size=(6, n))
     y = rng.integers(0, n, 6)
     for alpha in (0.0, 1.0, 2.0):
-        value, grad = autodiff.value_and_grad(lambda v: topk_svm(y, v, k, alpha), x)
+        value, grad = autodiff.value_and_grad(lambda v: topk_svm(y, v, k=k, alpha=alpha), x)
         expected = [hard_by_enumeration(x[i], y[i], k, alpha) for i in range(6)]
         np.testing.assert_allclose(value, [e[0] for e in expected], atol=1e-12)
         # Where the hinge is active, the subgradient of the max; else zero.
@@ -154,7 +154,7 @@ def test_switches_to_the_hard_loss_exactly_at_the_reference_threshold(k, tau, rn
             rows.append(s)
             labels.append(y)
     x, y = np.array(rows), np.array(labels)
-    ours = np.asarray(smooth_topk_svm(y, x, k, tau, 1.0))
+    ours = np.asarray(smooth_topk_svm(y, x, k=k, tau=tau, alpha=1.0))
     smooth = np.array([smooth_by_enumeration(x[i], y[i], k, tau, 1.0)[0] for i in range(len(y))])
     hard = np.array([hard_by_enumeration(x[i], y[i], k, 1.0)[0] for i in range(len(y))])
     np.testing.assert_allclose(ours[:4], smooth[:4], rtol=1e-10, atol=1e-12)
@@ -169,12 +169,12 @@ def test_k1_is_the_closed_form_and_cross_entropy(rng):
     for tau, alpha in [(1.0, 0.0), (0.5, 1.0), (2.0, 0.3)]:
         not_y = 1.0 - np.eye(10)[y]
         closed = tau * logsumexp((x + alpha * not_y - x[np.arange(6), y][:, None]) / tau, axis=1)
-        ours = np.asarray(smooth_topk_svm(y, x, 1, tau, alpha))
+        ours = np.asarray(smooth_topk_svm(y, x, k=1, tau=tau, alpha=alpha))
         smooth = ~np.array([uses_hard(row, 1, tau) for row in x])
         np.testing.assert_allclose(ours[smooth], closed[smooth], rtol=1e-12)
     x_smooth = x / 10  # well inside the smooth regime
     np.testing.assert_allclose(
-        np.asarray(smooth_topk_svm(y, x_smooth, 1, 1.0, 0.0)),
+        np.asarray(smooth_topk_svm(y, x_smooth, k=1, tau=1.0, alpha=0.0)),
         -np.log(softmax(x_smooth, axis=1)[np.arange(6), y]),
         rtol=1e-12,
     )
@@ -188,7 +188,7 @@ def test_extreme_scores_give_finite_values_and_gradients(rng):
     x[:4, :] = x[:4, :1]  # all tied: the smooth branch at huge scores
     y = rng.integers(0, n, 8)
     for k, tau in [(1, 1e-3), (5, 1e-3), (10, 10.0)]:
-        value, grad = autodiff.value_and_grad(lambda v: smooth_topk_svm(y, v, k, tau, 1.0), x)
+        value, grad = autodiff.value_and_grad(lambda v: smooth_topk_svm(y, v, k=k, tau=tau, alpha=1.0), x)
         assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
         # Tied scores: L = tau log(1 + C(n-1, k) / C(n-1, k-1) exp(alpha / tau)).
         tied = tau * np.logaddexp(0.0, np.log(math.comb(n - 1, k) / math.comb(n - 1, k - 1)) + 1.0 / tau)
@@ -209,7 +209,7 @@ def _stability_check(n, k, scale, tau, alpha, near_tie, seed):
     y = rng.integers(0, n, 3)
 
     def f(v):
-        return smooth_topk_svm(y, v, k, tau, alpha)
+        return smooth_topk_svm(y, v, k=k, tau=tau, alpha=alpha)
 
     v32, g32 = autodiff.value_and_grad(f, x32)
     v64, g64 = autodiff.value_and_grad(f, x32.astype("float64"))
@@ -252,17 +252,17 @@ def test_float32_is_finite_and_close_to_float64_many_cases(case):
 def test_label_formats_and_leading_axes_agree(rng):
     x = rng.normal(size=(2, 3, 10))
     y = rng.integers(0, 10, (2, 3))
-    per = np.asarray(smooth_topk_svm(y, x, 3, 0.5, 1.0))
+    per = np.asarray(smooth_topk_svm(y, x, k=3, tau=0.5, alpha=1.0))
     assert per.shape == (2, 3)
-    flat = np.asarray(smooth_topk_svm(y.reshape(-1), x.reshape(6, 10), 3, 0.5, 1.0))
+    flat = np.asarray(smooth_topk_svm(y.reshape(-1), x.reshape(6, 10), k=3, tau=0.5, alpha=1.0))
     np.testing.assert_allclose(per.reshape(-1), flat, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(smooth_topk_svm(y[..., None], x, 3, 0.5, 1.0)), per, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(smooth_topk_svm(np.eye(10)[y], x, 3, 0.5, 1.0)), per, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(smooth_topk_svm(y[..., None], x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(smooth_topk_svm(np.eye(10)[y], x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12)
     # Dense rows are reduced to their argmax.
     soft = 0.5 * np.eye(10)[y] + 0.05
-    np.testing.assert_allclose(np.asarray(smooth_topk_svm(soft, x, 3, 0.5, 1.0)), per, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(smooth_topk_svm(soft, x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12)
     np.testing.assert_allclose(
-        np.asarray(topk_svm(np.eye(10)[y], x, 3)), np.asarray(topk_svm(y, x, 3)), rtol=1e-12
+        np.asarray(topk_svm(np.eye(10)[y], x, k=3)), np.asarray(topk_svm(y, x, k=3)), rtol=1e-12
     )
 
 
@@ -271,8 +271,8 @@ def test_loss_classes_reduce_and_honour_sample_weight(rng):
     y = rng.integers(0, 12, 6)
     w = rng.uniform(size=6).astype("float32")
     for loss, per_sample in [
-        (SmoothTopKSVM(k=3, tau=0.5, alpha=1.0), np.asarray(smooth_topk_svm(y, x, 3, 0.5, 1.0))),
-        (TopKSVM(k=3, alpha=1.0), np.asarray(topk_svm(y, x, 3, 1.0))),
+        (SmoothTopKSVM(k=3, tau=0.5, alpha=1.0), np.asarray(smooth_topk_svm(y, x, k=3, tau=0.5, alpha=1.0))),
+        (TopKSVM(k=3, alpha=1.0), np.asarray(topk_svm(y, x, k=3, alpha=1.0))),
     ]:
         np.testing.assert_allclose(float(loss(y, x)), per_sample.mean(), rtol=1e-6)
         np.testing.assert_allclose(float(loss(y, x, sample_weight=w)), (per_sample * w).mean(), rtol=1e-6)
@@ -458,10 +458,10 @@ def test_values_match_the_reference(k, scale, tau, near_tie, rng):
     y = rng.integers(0, n, 16)
     for alpha in (1.0, 0.3):
         ref, _ = reference_per_sample(x, y, k, tau, alpha)
-        ours = np.asarray(smooth_topk_svm(y, x, k, tau, alpha))
+        ours = np.asarray(smooth_topk_svm(y, x, k=k, tau=tau, alpha=alpha))
         np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(
-            np.asarray(topk_svm(y, x, k, alpha)), reference_hard(x, y, k, alpha), rtol=1e-12, atol=1e-9
+            np.asarray(topk_svm(y, x, k=k, alpha=alpha)), reference_hard(x, y, k, alpha), rtol=1e-12, atol=1e-9
         )
 
 

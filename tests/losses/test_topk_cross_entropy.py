@@ -16,7 +16,7 @@ def test_matches_numpy_float64_reference(method, top1_mode, m, rng):
     n, p_k = 11, (0.4, 0.0, 0.3, 0.3)
     x = rng.normal(size=(5, n)) * 2
     y = rng.integers(0, n, 5)
-    ours = np.asarray(topk_cross_entropy(y, x, p_k, method, 0.8, "logistic_phi", 0.5, m, top1_mode))
+    ours = np.asarray(topk_cross_entropy(y, x, p_k=p_k, method=method, inverse_temperature=0.8, distribution="logistic_phi", art_lambda=0.5, m=m, top1_mode=top1_mode))
     ref = [numpy_topk.topk_cross_entropy(x[i], y[i], p_k, method, 0.8, "logistic_phi", 0.5, m, top1_mode) for i in range(5)]
     np.testing.assert_allclose(ours, ref, rtol=1e-10)
 
@@ -26,7 +26,7 @@ def test_soft_labels_match_numpy_reference(top1_mode, rng):
     n, p_k = 9, (0.5, 0.25, 0.25)
     x = rng.normal(size=(4, n))
     t = rng.dirichlet(np.ones(n), size=4)
-    ours = np.asarray(topk_cross_entropy(t, x, p_k, "bitonic", 1.0, "cauchy", 0.5, None, top1_mode))
+    ours = np.asarray(topk_cross_entropy(t, x, p_k=p_k, method="bitonic", inverse_temperature=1.0, distribution="cauchy", art_lambda=0.5, m=None, top1_mode=top1_mode))
     ref = [numpy_topk.topk_cross_entropy(x[i], t[i], p_k, "bitonic", 1.0, "cauchy", 0.5, None, top1_mode) for i in range(4)]
     np.testing.assert_allclose(ours, ref, rtol=1e-10)
 
@@ -35,9 +35,9 @@ def test_soft_labels_match_numpy_reference(top1_mode, rng):
 def test_one_hot_and_integer_labels_agree(m, rng):
     x = rng.normal(size=(6, 10))
     y = rng.integers(0, 10, 6)
-    a = np.asarray(topk_cross_entropy(y, x, (0.5, 0.5), m=m))
-    b = np.asarray(topk_cross_entropy(np.eye(10)[y], x, (0.5, 0.5), m=m))
-    c = np.asarray(topk_cross_entropy(y[:, None], x, (0.5, 0.5), m=m))
+    a = np.asarray(topk_cross_entropy(y, x, p_k=(0.5, 0.5), m=m))
+    b = np.asarray(topk_cross_entropy(np.eye(10)[y], x, p_k=(0.5, 0.5), m=m))
+    c = np.asarray(topk_cross_entropy(y[:, None], x, p_k=(0.5, 0.5), m=m))
     np.testing.assert_allclose(a, b, rtol=1e-12)
     np.testing.assert_allclose(a, c, rtol=1e-12)
 
@@ -48,7 +48,7 @@ def test_infinite_steepness_gives_hard_topk_probabilities(method, rng):
     n, p_k = 8, (0.2, 0.3, 0.0, 0.5)
     x = np.stack([rng.permutation(n) for _ in range(6)]).astype(np.float64)
     y = rng.integers(0, n, 6)
-    ours = np.asarray(topk_cross_entropy(y, x, p_k, method, 1e7, "logistic"))
+    ours = np.asarray(topk_cross_entropy(y, x, p_k=p_k, method=method, inverse_temperature=1e7, distribution="logistic"))
     rank = (x > x[np.arange(6), y][:, None]).sum(1)
     soft = np.exp(x - x.max(1, keepdims=True))
     soft /= soft.sum(1, keepdims=True)
@@ -63,7 +63,7 @@ def test_float64_gradient_matches_finite_differences(method, top1_mode, rng):
     y = np.array([2, 7, 0])
 
     def f(v):
-        return keras.ops.sum(topk_cross_entropy(y, v, (0.3, 0.3, 0.4), method, 0.9, "logistic", 0.5, 6, top1_mode))
+        return keras.ops.sum(topk_cross_entropy(y, v, p_k=(0.3, 0.3, 0.4), method=method, inverse_temperature=0.9, distribution="logistic", art_lambda=0.5, m=6, top1_mode=top1_mode))
 
     _, g = autodiff.value_and_grad(f, x)
     eps = 1e-6
@@ -78,7 +78,7 @@ def test_float64_gradient_matches_finite_differences(method, top1_mode, rng):
 def test_m_gives_zero_gradient_to_scores_outside_the_kept_set(rng):
     x = rng.normal(size=(4, 30))
     y = np.array([0, 5, 29, 12])
-    _, g = autodiff.value_and_grad(lambda v: keras.ops.sum(topk_cross_entropy(y, v, (0.2,) * 5, m=8)), x)
+    _, g = autodiff.value_and_grad(lambda v: keras.ops.sum(topk_cross_entropy(y, v, p_k=(0.2,) * 5, m=8)), x)
     for i in range(4):
         others = np.delete(np.arange(30), y[i])
         kept = set(others[np.argsort(-x[i, others])[:7]]) | {y[i]}
@@ -91,7 +91,7 @@ def test_loss_class_reduces_to_mean_and_honours_sample_weight(rng):
     x = rng.normal(size=(6, 12)).astype("float32")
     y = rng.integers(0, 12, 6)
     loss = TopKCrossEntropy(p_k=(0.5, 0.5), m=5)
-    per_sample = np.asarray(topk_cross_entropy(y, x, (0.5, 0.5), m=5))
+    per_sample = np.asarray(topk_cross_entropy(y, x, p_k=(0.5, 0.5), m=5))
     np.testing.assert_allclose(float(loss(y, x)), per_sample.mean(), rtol=1e-6)
     w = rng.uniform(size=6).astype("float32")
     np.testing.assert_allclose(float(loss(y, x, sample_weight=w)), (per_sample * w).mean(), rtol=1e-6)
@@ -113,9 +113,9 @@ def test_half_precision_is_computed_in_float32_and_float64_kept(rng):
 def test_leading_batch_axes(rng):
     x = rng.normal(size=(2, 3, 10)).astype("float32")
     y = rng.integers(0, 10, (2, 3))
-    per = np.asarray(topk_cross_entropy(y, x, (0.5, 0.5)))
+    per = np.asarray(topk_cross_entropy(y, x, p_k=(0.5, 0.5)))
     assert per.shape == (2, 3)
-    np.testing.assert_allclose(per.reshape(-1), np.asarray(topk_cross_entropy(y.reshape(-1), x.reshape(6, 10), (0.5, 0.5))), rtol=1e-6)
+    np.testing.assert_allclose(per.reshape(-1), np.asarray(topk_cross_entropy(y.reshape(-1), x.reshape(6, 10), p_k=(0.5, 0.5))), rtol=1e-6)
 
 
 def test_config_round_trip():

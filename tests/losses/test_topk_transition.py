@@ -82,7 +82,7 @@ def distinct_scores(rng, b, n, scale=1.0):
 def test_grouped_ce_matches_float64_reference(group, n, k, rng):
     s = distinct_scores(rng, 12, n, scale=0.7)
     y = rng.integers(0, n, 12)
-    got = np.asarray(grouped_cross_entropy(y, s, k, group=group))
+    got = np.asarray(grouped_cross_entropy(y, s, k=k, group=group))
     ref = [ref_grouped_ce(row, label, k, group) for row, label in zip(s, y)]
     np.testing.assert_allclose(got, ref, **TIGHT)
 
@@ -93,7 +93,7 @@ def test_mixture_matches_float64_reference(group, w, rng):
     n, k = 8, 3
     s = distinct_scores(rng, 10, n)
     y = rng.integers(0, n, 10)
-    got = np.asarray(topk_transition_loss(y, s, k, w, group=group))
+    got = np.asarray(topk_transition_loss(y, s, k=k, weight=w, group=group))
     ref = [ref_mixture(row, label, k, w, group) for row, label in zip(s, y)]
     np.testing.assert_allclose(got, ref, **TIGHT)
 
@@ -112,7 +112,7 @@ def test_k1_is_cross_entropy_for_any_weight(group, rng):
     y = rng.integers(0, 7, 6)
     ce = [ref_ce(row, label) for row, label in zip(s, y)]
     for w in (0.0, 0.4, 1.0):
-        np.testing.assert_allclose(np.asarray(topk_transition_loss(y, s, 1, w, group=group)), ce, **TIGHT)
+        np.testing.assert_allclose(np.asarray(topk_transition_loss(y, s, k=1, weight=w, group=group)), ce, **TIGHT)
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -120,15 +120,15 @@ def test_weight_zero_is_cross_entropy(group, rng):
     s = rng.normal(size=(6, 7)).astype("float32")
     y = rng.integers(0, 7, 6)
     keras_ce = keras.losses.sparse_categorical_crossentropy(y, s, from_logits=True)
-    got = topk_transition_loss(y, s, 4, 0.0, group=group)
+    got = topk_transition_loss(y, s, k=4, weight=0.0, group=group)
     np.testing.assert_allclose(np.asarray(got), np.asarray(keras_ce), rtol=1e-5)
 
 
 def test_groups_agree_when_the_label_is_in_the_topk(rng):
     s = distinct_scores(rng, 30, 9)
     y = rng.integers(0, 9, 30)
-    label = np.asarray(grouped_cross_entropy(y, s, 4, group="label"))
-    predicted = np.asarray(grouped_cross_entropy(y, s, 4, group="predicted"))
+    label = np.asarray(grouped_cross_entropy(y, s, k=4, group="label"))
+    predicted = np.asarray(grouped_cross_entropy(y, s, k=4, group="predicted"))
     ce = np.array([ref_ce(row, t) for row, t in zip(s, y)])
     hit = np.array([ref_group(row, t, 4, "predicted")[1] for row, t in zip(s, y)])
     assert hit.any() and (~hit).any()
@@ -141,9 +141,9 @@ def test_groups_agree_when_the_label_is_in_the_topk(rng):
 def test_one_hot_labels_match_integer_labels(rng):
     s = rng.normal(size=(5, 6))
     y = rng.integers(0, 6, 5)
-    a = np.asarray(topk_transition_loss(y, s, 3, 0.6))
-    b = np.asarray(topk_transition_loss(np.eye(6)[y], s, 3, 0.6))
-    c = np.asarray(topk_transition_loss(y[:, None], s, 3, 0.6))
+    a = np.asarray(topk_transition_loss(y, s, k=3, weight=0.6))
+    b = np.asarray(topk_transition_loss(np.eye(6)[y], s, k=3, weight=0.6))
+    c = np.asarray(topk_transition_loss(y[:, None], s, k=3, weight=0.6))
     np.testing.assert_allclose(b, a, **TIGHT)
     np.testing.assert_allclose(c, a, **TIGHT)
 
@@ -152,7 +152,7 @@ def test_soft_labels_use_full_rows_for_ce_and_argmax_for_the_group(rng):
     s = rng.normal(size=(4, 6))
     t = special.softmax(rng.normal(size=(4, 6)) * 2, axis=1)
     w = 0.3
-    got = np.asarray(topk_transition_loss(t, s, 2, w))
+    got = np.asarray(topk_transition_loss(t, s, k=2, weight=w))
     soft_ce = -np.sum(t * special.log_softmax(s, axis=1), axis=1)
     group = [ref_grouped_ce(row, int(np.argmax(tr)), 2, "label") for row, tr in zip(s, t)]
     np.testing.assert_allclose(got, (1 - w) * soft_ce + w * np.array(group), **TIGHT)
@@ -161,8 +161,8 @@ def test_soft_labels_use_full_rows_for_ce_and_argmax_for_the_group(rng):
 def test_leading_batch_axes(rng):
     s = rng.normal(size=(2, 3, 7))
     y = rng.integers(0, 7, (2, 3))
-    got = np.asarray(topk_transition_loss(y, s, 3, 0.5, group="predicted"))
-    flat = np.asarray(topk_transition_loss(y.reshape(-1), s.reshape(-1, 7), 3, 0.5, group="predicted"))
+    got = np.asarray(topk_transition_loss(y, s, k=3, weight=0.5, group="predicted"))
+    flat = np.asarray(topk_transition_loss(y.reshape(-1), s.reshape(-1, 7), k=3, weight=0.5, group="predicted"))
     assert got.shape == (2, 3)
     np.testing.assert_allclose(got.reshape(-1), flat, **TIGHT)
 
@@ -170,10 +170,10 @@ def test_leading_batch_axes(rng):
 def test_dtypes_half_computed_in_float32(rng):
     s = rng.normal(size=(4, 9))
     y = rng.integers(0, 9, 4)
-    half = topk_transition_loss(y, s.astype("float16"), 3, 0.5)
+    half = topk_transition_loss(y, s.astype("float16"), k=3, weight=0.5)
     assert keras.backend.standardize_dtype(half.dtype) == "float32"
     if FLOAT64:
-        assert keras.backend.standardize_dtype(topk_transition_loss(y, s, 3, 0.5).dtype) == "float64"
+        assert keras.backend.standardize_dtype(topk_transition_loss(y, s, k=3, weight=0.5).dtype) == "float64"
     ref = [ref_mixture(row, t, 3, 0.5, "label") for row, t in zip(s.astype("float16").astype(np.float64), y)]
     np.testing.assert_allclose(np.asarray(half), ref, rtol=1e-5)
 
@@ -183,7 +183,7 @@ def test_class_matches_function_and_reduces(rng):
     y = rng.integers(0, 8, 6)
     sw = rng.uniform(size=6).astype("float32")
     loss = TopKTransitionLoss(k=3, transition="constant", weight=0.4, group="predicted")
-    per_sample = np.asarray(topk_transition_loss(y, s, 3, 0.4, group="predicted"))
+    per_sample = np.asarray(topk_transition_loss(y, s, k=3, weight=0.4, group="predicted"))
     np.testing.assert_allclose(float(loss(y, s)), per_sample.mean(), rtol=1e-5)
     np.testing.assert_allclose(float(loss(y, s, sample_weight=sw)), (per_sample * sw).mean(), rtol=1e-5)
 
@@ -199,7 +199,7 @@ def test_gradient_flows_only_through_the_scores(group, w, rng):
     n, k = 9, 3
     s = distinct_scores(rng, 8, n, scale=0.6)
     y = rng.integers(0, n, 8)
-    grad = autodiff.grad(lambda v: keras.ops.sum(topk_transition_loss(y, v, k, w, group=group)), s)
+    grad = autodiff.grad(lambda v: keras.ops.sum(topk_transition_loss(y, v, k=k, weight=w, group=group)), s)
     ref = np.stack([ref_gradient(row, t, k, w, group) for row, t in zip(s, y)])
     np.testing.assert_allclose(grad, ref, **(dict(rtol=1e-10, atol=1e-12) if FLOAT64 else TIGHT))
 
@@ -212,7 +212,7 @@ def test_gradient_matches_finite_differences_away_from_ties(rng):
     y = np.array([2, 5])
 
     def objective(v):
-        return keras.ops.sum(topk_transition_loss(y, v, 3, 0.6))
+        return keras.ops.sum(topk_transition_loss(y, v, k=3, weight=0.6))
 
     grad = autodiff.grad(objective, s)
     eps = 1e-6
@@ -398,9 +398,9 @@ def test_xla_matches_eager(rng):
     s = rng.normal(size=(6, 9)).astype("float32")
     y = rng.integers(0, 9, 6)
     for group in GROUPS:
-        fn = tf.function(lambda t, v, g=group: topk_transition_loss(t, v, 4, 0.5, group=g), jit_compile=True)
+        fn = tf.function(lambda t, v, g=group: topk_transition_loss(t, v, k=4, weight=0.5, group=g), jit_compile=True)
         np.testing.assert_allclose(
-            fn(y, s).numpy(), np.asarray(topk_transition_loss(y, s, 4, 0.5, group=group)), rtol=1e-6
+            fn(y, s).numpy(), np.asarray(topk_transition_loss(y, s, k=4, weight=0.5, group=group)), rtol=1e-6
         )
 
 
@@ -494,17 +494,17 @@ def test_bad_call_arguments_raise(rng):
     y = np.array([0, 1, 2])
     for k in (5, 6):
         with pytest.raises(ValueError, match="number of classes"):
-            topk_transition_loss(y, s, k, 0.5)
+            topk_transition_loss(y, s, k=k, weight=0.5)
         with pytest.raises(ValueError, match="number of classes"):
             TopKTransitionLoss(k=k)(y, s)
     for w in (1.1, float("nan"), None):
         with pytest.raises(ValueError, match="weight"):
-            topk_transition_loss(y, s, 2, w)
+            topk_transition_loss(y, s, k=2, weight=w)
     with pytest.raises(ValueError, match="group"):
-        grouped_cross_entropy(y, s, 2, group="nope")
+        grouped_cross_entropy(y, s, k=2, group="nope")
     if keras.backend.backend() in ("tensorflow", "jax"):  # _backend checks label values there
         with pytest.raises(ValueError, match="Labels"):
-            topk_transition_loss(np.array([0, 1, 7]), s, 2, 0.5)
+            topk_transition_loss(np.array([0, 1, 7]), s, k=2, weight=0.5)
 
 
 def test_exported_from_the_package():

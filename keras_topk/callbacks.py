@@ -1,0 +1,123 @@
+"""Callbacks: `TransitionCallback`, which advances the schedule of `TopKTransitionLoss`."""
+
+import keras
+
+from keras_topk.losses.topk_transition import TopKTransitionLoss
+
+__all__ = ["TransitionCallback"]
+
+
+def _find_transition_losses(loss, path=""):
+    """``[(path, loss)]`` for every `TopKTransitionLoss` in a compiled loss structure."""
+    if loss is None:
+        return []
+    if isinstance(loss, TopKTransitionLoss):
+        return [(path, loss)]
+    if isinstance(loss, dict):
+        items = [(str(key), item) for key, item in loss.items()]
+    elif isinstance(loss, (list, tuple)):
+        items = [(str(i), item) for i, item in enumerate(loss)]
+    else:
+        return []
+    return [found for key, item in items for found in _find_transition_losses(item, key)]
+
+
+class TransitionCallback(keras.callbacks.Callback):
+    """Advances the schedule of `TopKTransitionLoss` during ``model.fit``.
+
+    Pass it to ``fit`` whenever a loss uses ``transition="linear"`` or
+    ``"adaptive"``. It finds every `TopKTransitionLoss` in ``model.loss``
+    (single, list or dict of losses), or takes the ones given, adds their
+    `TransitionState` to the model's metrics (so JAX passes the state through
+    the jitted train step, and the logs report ``w``), and after each training
+    batch advances the schedule by the number of steps just run. See
+    `TopKTransitionLoss` for why this is a callback.
+
+    Each loss logs ``w`` as ``"<loss name>_weight"``; when two transition
+    losses in one model share a name (e.g. two default-named losses on two
+    outputs), their keys get the output's name in front, so that neither
+    hides the other. A loss instance belongs to one model: compiling it into a
+    second one and fitting that with this callback raises ``ValueError``.
+
+    On JAX this syncs the model state to the host after every batch (as any
+    callback that reads the model per batch does).
+
+    Args:
+        losses: a `TopKTransitionLoss` or a list of them; default: those in
+            ``model.loss``.
+
+    Example:
+
+    >>> import keras_topk
+    >>> callback = keras_topk.callbacks.TransitionCallback()
+    >>> # model.fit(x, y, callbacks=[callback])
+    """
+
+    def __init__(self, losses=None):
+        super().__init__()
+        if losses is not None:
+            losses = [l for _, l in _find_transition_losses(losses if isinstance(losses, (list, tuple)) else [losses])]
+            if not losses:
+                raise ValueError(
+                    "`losses` must be a TopKTransitionLoss or a list of them; got none."
+                )
+        self._given = losses
+        self._losses = []
+        self._begin = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        found = _find_transition_losses(getattr(model, "loss", None))
+        if self._given:
+            paths = {id(l): p for p, l in found}
+            found = [(paths.get(id(l), str(i)), l) for i, l in enumerate(self._given)]
+        if not found:
+            raise ValueError(
+                "TransitionCallback found no TopKTransitionLoss in `model.loss`: compile "
+                "the model with one, or pass it as TransitionCallback(losses=loss)."
+            )
+        for _, loss in found:
+            loss.state.claim(model, loss.name)
+        self._name_states(found, model)
+        self._losses = [loss for _, loss in found]
+        # The state must be among the metrics, because metric state is what
+        # JAX's trainer threads through the jitted step, and Keras 3 has no
+        # public way to add a metric to a compiled model (compile's `metrics`
+        # are per output and would be updated with y_true/y_pred). Hence the
+        # private list; `model.metrics` then reports the state.
+        metrics = model._metrics
+        added = False
+        for loss in self._losses:
+            if not any(m is loss.state for m in metrics):
+                metrics.append(loss.state)
+                added = True
+        if added:
+            # Functions traced before the state joined the metrics would leave
+            # `w` out of the logs; fit/evaluate rebuild them after `set_model`.
+            for attr in ("train_function", "test_function"):
+                if getattr(model, attr, None) is not None:
+                    setattr(model, attr, None)
+
+    @staticmethod
+    def _name_states(found, model):
+        """Log keys ``"<loss name>_weight"``, prefixed by the output where names collide."""
+        names = [loss.name for _, loss in found]
+        output_names = list(getattr(model, "output_names", None) or [])
+        for path, loss in found:
+            key = f"{loss.name}_weight"
+            if names.count(loss.name) > 1:
+                prefix = path
+                if path.isdigit() and int(path) < len(output_names):
+                    prefix = output_names[int(path)]
+                key = f"{prefix}_{key}"
+            loss.state.name = key
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = 1 if self._begin is None else max(batch - self._begin + 1, 1)
+        self._begin = None
+        self.model  # noqa: B018  (on JAX, syncs the step's state back to the variables)
+        for loss in self._losses:
+            loss.advance(steps)

@@ -1,0 +1,102 @@
+"""The schedule state of `TopKTransitionLoss`: its variables, how they save, whose they are."""
+
+import weakref
+
+import keras
+from keras import ops
+
+__all__ = ["TransitionState"]
+
+
+class TransitionState(keras.metrics.Metric):
+    """The schedule state of a `TopKTransitionLoss`: four non-trainable variables.
+
+    - ``weight``: the current mixing weight ``w`` (float32), read by the loss
+      inside the train step;
+    - ``steps``: training steps completed so far (int32);
+    - ``accuracy``: running (EMA) top-k accuracy of the training batches;
+    - ``batch_accuracy``: top-k accuracy of the last batch the loss saw,
+      written by the loss, consumed by `TransitionCallback` (adaptive only).
+
+    It is a ``keras.metrics.Metric`` so that `TransitionCallback` can put it
+    among the model's metrics: JAX then passes the variables in and out of the
+    jitted train step like any metric state, and the logs report ``w`` under
+    the state's name, ``"<loss name>_weight"``. ``reset_state`` is a no-op:
+    Keras resets metrics every epoch, the schedule must carry on. Keras does
+    not save metric variables, so this class saves its own
+    (``save_own_variables``); it is reached through ``model.loss``.
+
+    A state belongs to one model: the schedule of one model's training (see
+    `claim`).
+    """
+
+    def __init__(self, initial_weight=0.0, name="topk_transition_weight", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._owner = None
+        self.weight = self.add_variable(
+            shape=(),
+            initializer=keras.initializers.Constant(float(initial_weight)),
+            dtype="float32",
+            aggregation="only_first_replica",
+            name="weight",
+        )
+        self.steps = self.add_variable(
+            shape=(), initializer="zeros", dtype="int32",
+            aggregation="only_first_replica", name="steps",
+        )
+        self.accuracy = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32",
+            aggregation="only_first_replica", name="accuracy",
+        )
+        self.batch_accuracy = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32",
+            aggregation="mean", name="batch_accuracy",
+        )
+
+    def claim(self, model, loss_name):
+        """Binds the state to ``model``; a second live model gets a clear error.
+
+        One schedule cannot follow two trainings: the second model would start
+        where the first stopped (e.g. at ``w = 1``).
+        """
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and owner is not model:
+            raise ValueError(
+                f"The TopKTransitionLoss `{loss_name}` is already used by the model "
+                f"`{owner.name}`: its schedule state (w, steps, running accuracy) belongs "
+                f"to one model. Compile `{model.name}` with its own loss instance, e.g. "
+                "`TopKTransitionLoss.from_config(loss.get_config())`."
+            )
+        self._owner = weakref.ref(model)
+
+    def _state_variables(self):
+        return [self.weight, self.steps, self.accuracy, self.batch_accuracy]
+
+    def update_state(self, *args, **kwargs):
+        # Updated by TopKTransitionLoss and TransitionCallback, not by Keras.
+        pass
+
+    def reset_state(self):
+        pass
+
+    def result(self):
+        # A copy: JAX donates the state buffers to the next step, and logs
+        # that alias the variable's buffer would be deleted under the caller.
+        return ops.copy(ops.convert_to_tensor(self.weight))
+
+    def save_own_variables(self, store):
+        for i, v in enumerate(self._state_variables()):
+            store[f"{i}"] = ops.convert_to_numpy(v)
+
+    def load_own_variables(self, store):
+        variables = self._state_variables()
+        if len(store.keys()) != len(variables):
+            raise ValueError(
+                f"The saved transition state has {len(store.keys())} variables, "
+                f"expected {len(variables)} (weight, steps, accuracy, batch_accuracy)."
+            )
+        for i, v in enumerate(variables):
+            v.assign(store[f"{i}"])
+
+    def get_config(self):
+        return {"initial_weight": float(ops.convert_to_numpy(self.weight)), **super().get_config()}
