@@ -27,7 +27,10 @@ from keras import ops
 from keras_topk import _backend
 from keras_topk import _config
 from keras_topk import _inputs
+from keras_topk.metrics._common import claim_log_keys, sample_weights
 from keras_topk.ops.ranking import label_rank_2d
+
+__all__ = ["MultiTopKAccuracy", "TopKAccuracy", "label_rank", "topk_hits"]
 
 
 def label_rank(y_true, y_pred):
@@ -122,12 +125,13 @@ class _RankHitsMean(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        claim_log_keys(self, self._log_keys(), y_true, y_pred, renamed_by_keras=self._single)
         mask = _backend.get_keras_mask(y_pred)
         ranks = label_rank(y_true, y_pred)
         ks = ops.convert_to_tensor(self._ks, dtype="int32")
         hits = ops.cast(ops.less(ops.expand_dims(ranks, -1), ks), self.dtype)
         hits = ops.reshape(hits, (-1, len(self._ks)))
-        weights = _sample_weights(sample_weight, mask, ranks, self.dtype)
+        weights = sample_weights(sample_weight, mask, ranks, self.dtype)
         if weights is None:
             self.totals.assign_add(ops.sum(hits, axis=0))
             self.count.assign_add(ops.cast(ops.shape(hits)[0], self.dtype))
@@ -142,25 +146,6 @@ class _RankHitsMean(keras.metrics.Metric):
 
     def _accuracies(self):
         return ops.divide_no_nan(self.totals, self.count)
-
-
-def _sample_weights(sample_weight, mask, ranks, dtype):
-    """Weights broadcast to the per-sample shape of ``ranks``, or None."""
-    if sample_weight is None and mask is None:
-        return None
-    weights = ops.ones_like(ranks, dtype=dtype)
-    for w in (sample_weight, mask):
-        if w is None:
-            continue
-        w = ops.cast(ops.convert_to_tensor(w), dtype)
-        # Keras conventions: (batch, 1) weights for (batch,) samples, and
-        # (batch,) weights for (batch, time) samples apply to whole rows.
-        if len(w.shape) == len(ranks.shape) + 1 and w.shape[-1] == 1:
-            w = ops.squeeze(w, axis=-1)
-        while len(w.shape) < len(ranks.shape):
-            w = ops.expand_dims(w, axis=-1)
-        weights = weights * w
-    return weights
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")
@@ -215,6 +200,11 @@ class TopKAccuracy(_RankHitsMean):
         super().__init__((k,), name=name or f"top{k}_accuracy", dtype=dtype)
         self.k = k
 
+    _single = True
+
+    def _log_keys(self):
+        return [self.name]
+
     def result(self):
         return self._accuracies()[0]
 
@@ -242,6 +232,12 @@ class MultiTopKAccuracy(_RankHitsMean):
     - Keras does not prefix dict keys with the output name in multi-output
       models: give each output's metric its own ``key_format`` (for example
       ``"head_top{k}"``) or the entries overwrite each other.
+    - Keras renames a repeated metric *name* but not a repeated dict key, so
+      ``TopKAccuracy(k=5)`` next to ``MultiTopKAccuracy(ks=(1, 5))`` would
+      both log ``top5_accuracy`` and one would silently replace the other.
+      keras-topk metrics refuse this: ``fit``/``evaluate`` raise a
+      ``ValueError`` naming both metrics when the step is first traced. Drop
+      the duplicate k or pass another ``key_format``.
 
     Args:
         ks: the k to report, a non-empty sequence of distinct integers >= 1.
@@ -275,6 +271,11 @@ class MultiTopKAccuracy(_RankHitsMean):
         self.ks = ks
         self.key_format = key_format
         self._keys = keys
+
+    _single = False
+
+    def _log_keys(self):
+        return list(self._keys)
 
     def result(self):
         accuracies = self._accuracies()

@@ -54,11 +54,15 @@ class Case:
     id: str
     cls: type
     kwargs: dict
-    labels: str = "sparse"  # "sparse" (int classes), "onehot" or "soft" rows
+    labels: str = "sparse"  # "sparse" (int classes), "onehot", "soft" or "multihot" rows
     # The training tests (XLA, saving, mixed precision, MirroredStrategy) run
     # every case; those of cases without `default_run` are marked slow, to
     # keep the default run within budget (CI runs them in its slow step).
     default_run: bool = False
+    # False for classes whose inputs or values the single-label table of
+    # test_bad_input.py does not describe (multi-label targets, k counts); each
+    # such class has its own bad-input table under tests/metrics/.
+    bad_input_table: bool = True
 
     @property
     def is_loss(self):
@@ -76,6 +80,8 @@ class Case:
             ]
         if self.labels == "sparse":
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        elif self.labels == "multihot":
+            loss = keras.losses.BinaryCrossentropy(from_logits=True)
         else:
             loss = keras.losses.CategoricalCrossentropy(from_logits=True)
         return loss, [self.make()]
@@ -115,6 +121,19 @@ CASES = [
     Case("multi_topk_accuracy", M.MultiTopKAccuracy,
          dict(ks=(1, 3, 12), key_format="acc{k}", name="multi", dtype="float64"),
          default_run=True),
+    # Metrics with one state entry per class: `num_classes` given (state made
+    # at construction) and omitted (made at the first update, in fit's build).
+    Case("candidates_for_coverage", M.CandidatesForCoverage,
+         dict(coverages=(0.5, 0.9, 1.0), num_classes=NUM_CLASSES, key_format="cand{percent}",
+              name="cands", dtype="float64"), default_run=True, bad_input_table=False),
+    Case("candidates_for_coverage_lazy_onehot", M.CandidatesForCoverage, dict(coverages=(0.8,)),
+         labels="onehot"),
+    Case("per_class_topk_accuracy", M.PerClassTopKAccuracy,
+         dict(k=2, num_classes=NUM_CLASSES, name="pc2", dtype="float64"), default_run=True),
+    Case("per_class_topk_accuracy_lazy_onehot", M.PerClassTopKAccuracy, dict(k=1), labels="onehot"),
+    Case("precision_recall_at_k", M.PrecisionRecallAtK,
+         dict(ks=(1, 3, 12), key_format="{metric}{k}", name="pr", dtype="float64"),
+         labels="multihot", default_run=True, bad_input_table=False),
 ]
 LOSS_CASES = [c for c in CASES if c.is_loss]
 METRIC_CASES = [c for c in CASES if not c.is_loss]
@@ -158,6 +177,14 @@ def encode_labels(y, kind, logits=None):
         # The true class gets most of the mass, the rest follows the teacher.
         e = np.exp(logits - logits.max(-1, keepdims=True))
         return (0.7 * np.eye(NUM_CLASSES)[y] + 0.3 * e / e.sum(-1, keepdims=True)).astype("float32")
+    if kind == "multihot":
+        # The label and, where the teacher's runner-up is close, that class too.
+        hot = np.eye(NUM_CLASSES, dtype="float32")[y]
+        if logits is not None:
+            top2 = np.sort(logits, axis=-1)[:, -2:]
+            close = (top2[:, 1] - top2[:, 0]) < 1.0
+            hot[np.arange(len(y)), np.argsort(logits, axis=-1)[:, -2]] += close
+        return np.minimum(hot, 1.0)
     raise ValueError(kind)
 
 

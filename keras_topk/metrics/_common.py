@@ -1,0 +1,141 @@
+"""Pieces shared by the metrics: weights, class-count state, and log keys that cannot collide."""
+
+import keras
+from keras import ops
+
+from keras_topk import _backend
+
+
+def sample_weights(sample_weight, mask, per_sample, dtype):
+    """Weights broadcast to the per-sample shape of ``per_sample``, or None.
+
+    Keras conventions: ``(batch, 1)`` weights for ``(batch,)`` samples, and
+    ``(batch,)`` weights for ``(batch, time)`` samples apply to whole rows. A
+    Keras mask multiplies in.
+    """
+    if sample_weight is None and mask is None:
+        return None
+    weights = ops.ones_like(per_sample, dtype=dtype)
+    for w in (sample_weight, mask):
+        if w is None:
+            continue
+        w = ops.cast(ops.convert_to_tensor(w), dtype)
+        if len(w.shape) == len(per_sample.shape) + 1 and w.shape[-1] == 1:
+            w = ops.squeeze(w, axis=-1)
+        while len(w.shape) < len(per_sample.shape):
+            w = ops.expand_dims(w, axis=-1)
+        weights = weights * w
+    return weights
+
+
+def flat_weights(sample_weight, mask, per_sample, dtype):
+    """`sample_weights` flattened to ``(b,)``; ones where neither is given."""
+    weights = sample_weights(sample_weight, mask, per_sample, dtype)
+    if weights is None:
+        return ops.ones((_flat_size(per_sample),), dtype=dtype)
+    weights = ops.broadcast_to(weights, ops.shape(per_sample))
+    return ops.reshape(weights, (-1,))
+
+
+def _flat_size(x):
+    return ops.shape(ops.reshape(x, (-1,)))[0]
+
+
+class ClassStateMetric(keras.metrics.Metric):
+    """A metric whose state has one entry per class, created when the class count is known.
+
+    With ``num_classes=None`` the variables are made at the first
+    ``update_state`` (in ``fit``, while Keras builds the model's metrics from a
+    symbolic batch, before any step is compiled), so a metric need not be told
+    the number of classes; with ``num_classes`` given they are made at once
+    and scores with another class count raise a ``ValueError``.
+    """
+
+    def __init__(self, num_classes=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if num_classes is not None:
+            from keras_topk import _config
+
+            num_classes = _config.check_int("num_classes", num_classes, minimum=1)
+        # As configured (None: read from the scores); `num_classes` is what the state has.
+        self._num_classes_arg = num_classes
+        self.num_classes = num_classes
+        self._state_built = False
+        if num_classes is not None:
+            self._build_state(num_classes)
+
+    def _state_shapes(self, n):
+        """``{name: shape}`` of the state variables for ``n`` classes."""
+        raise NotImplementedError
+
+    def _build_state(self, n):
+        for name, shape in self._state_shapes(n).items():
+            setattr(
+                self,
+                name,
+                self.add_variable(shape=shape, initializer="zeros", dtype=self.dtype, name=name),
+            )
+        self.num_classes = n
+        self._state_built = True
+
+    def _ensure_state(self, n):
+        if not self._state_built:
+            self._build_state(n)
+        elif n != self.num_classes:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} holds state for {self.num_classes} classes "
+                f"but got scores with {n} classes (last axis of y_pred). Use one metric per "
+                "output, or create it with the right `num_classes`."
+            )
+
+    def reset_state(self):
+        if not self._state_built:
+            return
+        for name, shape in self._state_shapes(self.num_classes).items():
+            getattr(self, name).assign(ops.zeros(shape, dtype=self.dtype))
+
+
+# --- log keys --------------------------------------------------------------------------------
+#
+# Keras renames a metric whose *name* repeats (top5_accuracy_1), but the keys of
+# a metric that returns a dict go into the logs as they are, so two metrics
+# logging the same key silently overwrite each other. Every keras_topk metric
+# claims its log keys when its update is traced in a compiled step; the metrics
+# of one output in one step receive the very same y_true/y_pred objects, so a
+# key claimed twice for the same tensors is the collision.
+
+_CLAIMS = {"tensors": None, "keys": {}}
+
+
+def claim_log_keys(metric, keys, y_true, y_pred, renamed_by_keras=False):
+    """Raises ``ValueError`` if another metric already logs one of ``keys`` for these tensors.
+
+    Only traced (symbolic) updates are checked: eager calls are the user's own
+    (two metrics updated on the same arrays by hand log nothing). Keys of
+    single-valued metrics (``renamed_by_keras=True``) collide only with dict
+    keys: Keras renames repeated metric names itself.
+    """
+    if _backend.concrete_value(y_pred) is not None:
+        return
+    tensors = _CLAIMS["tensors"]
+    if tensors is None or tensors[0] is not y_true or tensors[1] is not y_pred:
+        # Strong references: the ids of freed tensors could be reused.
+        _CLAIMS["tensors"] = (y_true, y_pred)
+        _CLAIMS["keys"] = {}
+    claims = _CLAIMS["keys"]
+    for key in keys:
+        owner = claims.get(key)
+        if owner is not None and owner[0] is not metric and not (renamed_by_keras and owner[1]):
+            raise ValueError(
+                f"Two metrics would log the same key {key!r}: {type(owner[0]).__name__} "
+                f"{owner[0].name!r} and {type(metric).__name__} {metric.name!r}. Keras keeps only "
+                "one of them. Drop the duplicate k, or give one metric another name or "
+                "`key_format` (e.g. MultiTopKAccuracy(ks=..., key_format='multi_top{k}'))."
+            )
+        claims[key] = (metric, renamed_by_keras)
+
+
+def release_claims():
+    """Forgets the tensors of the last traced step (for tests)."""
+    _CLAIMS["tensors"] = None
+    _CLAIMS["keys"] = {}

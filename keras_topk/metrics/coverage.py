@@ -1,0 +1,227 @@
+r"""How many candidates a model must show to be right a given fraction of the time.
+
+With the label's rank :math:`r = \#\{ j \ne y : s_j \ge s_y \}` (ties counted
+against the label, as in `TopKAccuracy`), top-k accuracy is
+:math:`\mathrm{acc}_k = \Pr(r < k)` and the candidates needed for a coverage
+:math:`c` are
+
+.. math::
+
+    k^*(c) = \min \{ k \ge 1 : \mathrm{acc}_k \ge c \}.
+
+The histogram of :math:`r` (``n`` bins, weighted by ``sample_weight``) gives
+every :math:`\mathrm{acc}_k` at once as its cumulative sum, and it is a plain
+sum over examples: exact over an epoch, merged across batches and replicas.
+:math:`k^*` is an empirical quantile of the data seen, with no guarantee for
+new data: `keras_topk.conformal.calibrate` adds one.
+"""
+
+import keras
+from keras import ops
+
+from keras_topk import _backend
+from keras_topk import _inputs
+from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, flat_weights
+from keras_topk.ops.ranking import label_rank_2d
+
+__all__ = ["CandidatesForCoverage", "rank_histogram", "candidates_from_histogram"]
+
+# acc_k >= c is decided as acc_k >= c (1 - _RELATIVE): float32 has ~7 digits,
+# and float32(0.99) * 100 > 99 would otherwise make 99 hits of 100 miss 99%.
+_RELATIVE = 1e-6
+
+
+def _flat_ranks_and_labels(y_true, y_pred):
+    scores = _inputs.standardize_scores(y_pred)
+    labels, dense = _inputs.standardize_labels(y_true, scores)
+    flat_scores, flat_labels = _inputs.flatten_batch(scores, labels, dense)
+    if dense:
+        flat_labels = ops.cast(ops.argmax(flat_labels, axis=-1), "int32")
+    return scores, label_rank_2d(flat_scores, flat_labels), flat_labels
+
+
+def rank_histogram(y_true, y_pred, sample_weight=None):
+    """The (weighted) histogram of the label's rank, ties counted against the label.
+
+    Args:
+        y_true: class indices ``(...,)`` / ``(..., 1)`` or one-hot rows ``(..., n)``.
+        y_pred: scores ``(..., n)``.
+        sample_weight: optional weights broadcastable to ``(...,)``.
+
+    Returns:
+        float tensor of shape ``(n,)``: entry ``r`` is the weight of the
+        examples whose label has ``r`` other classes scoring at least as high.
+
+    Example:
+
+    >>> import keras
+    >>> h = rank_histogram([0, 1, 2], [[3.0, 1.0, 2.0]] * 3)
+    >>> keras.ops.convert_to_numpy(h).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    scores, ranks, _ = _flat_ranks_and_labels(y_true, y_pred)
+    n = _inputs.num_classes_of(scores)
+    dtype = keras.backend.floatx()
+    weights = flat_weights(sample_weight, None, ops.zeros(ops.shape(scores)[:-1]), dtype)
+    return ops.sum(ops.one_hot(ranks, n, dtype=dtype) * weights[:, None], axis=0)
+
+
+def candidates_from_histogram(histogram, coverages):
+    """``k*(c)`` for each coverage from a rank histogram; 0 where the histogram is empty.
+
+    Returns a float tensor of shape ``(len(coverages),)``.
+
+    >>> import keras
+    >>> k = candidates_from_histogram([6.0, 3.0, 1.0], (0.5, 0.9, 1.0))
+    >>> keras.ops.convert_to_numpy(k).tolist()
+    [1.0, 2.0, 3.0]
+    """
+    histogram = ops.convert_to_tensor(histogram)
+    cumulative = ops.cumsum(histogram)
+    total = cumulative[-1]
+    targets = ops.convert_to_tensor(
+        [c * (1.0 - _RELATIVE) for c in coverages], dtype=histogram.dtype
+    )
+    # acc is non-decreasing in k: k* - 1 is the number of k with acc_k short of c.
+    short = ops.less(cumulative[None, :], targets[:, None] * total)
+    k = 1.0 + ops.sum(ops.cast(short, histogram.dtype), axis=-1)
+    return ops.where(ops.greater(total, 0), k, ops.zeros_like(k))
+
+
+def check_coverages(coverages):
+    """Validates distinct coverages in (0, 1]; returns them as a tuple of floats."""
+    if isinstance(coverages, (str, bytes)) or not hasattr(coverages, "__len__"):
+        raise ValueError(
+            f"`coverages` must be a sequence of numbers in (0, 1] such as (0.9, 0.99), got "
+            f"{coverages!r}."
+        )
+    if len(coverages) == 0:
+        raise ValueError("`coverages` must list at least one coverage, e.g. (0.9, 0.99).")
+    out = []
+    for i, c in enumerate(coverages):
+        if isinstance(c, bool) or not isinstance(c, (int, float)) and not hasattr(c, "__float__"):
+            raise ValueError(f"`coverages[{i}]` must be a number in (0, 1], got {c!r}.")
+        c = float(c)
+        if not 0.0 < c <= 1.0:
+            raise ValueError(
+                f"`coverages[{i}]` must lie in (0, 1] (a fraction, 0.99 for 99%), got {c!r}."
+            )
+        out.append(c)
+    if len(set(out)) != len(out):
+        raise ValueError(f"`coverages` must not repeat a value, got {tuple(coverages)}.")
+    return tuple(out)
+
+
+def _format_key(key_format, c):
+    return key_format.format(percent=f"{100 * c:.10g}", coverage=f"{c:.10g}")
+
+
+@keras.saving.register_keras_serializable(package="keras_topk")
+class CandidatesForCoverage(ClassStateMetric):
+    r"""The smallest k whose top-k accuracy reaches each coverage, over the data seen.
+
+    For each coverage :math:`c`, logs
+    :math:`k^*(c) = \min\{ k \ge 1 : \mathrm{acc}_k \ge c \}`, where
+    :math:`\mathrm{acc}_k` is the top-k accuracy with ties counted against the
+    label (`TopKAccuracy`'s rule): "how many candidates must be shown to
+    contain the label 99% of the time" (Sawada et al. report 25 for
+    ResNet-18 on CIFAR-100 with their loss, 33 with cross-entropy).
+
+    The state is the weighted histogram of the label's rank, ``n`` bins, so
+    the value is exact over an epoch (not an average of per-batch values) and
+    merges across replicas. ``acc_k >= c`` is decided to a relative
+    :math:`10^{-6}` (float32 state). Before any example is seen the result
+    is 0. Lower is better (``EarlyStopping`` needs ``mode="min"``).
+
+    ``result()`` is a dict, ``{key_format.format(percent=100 c): k*(c)}``:
+    ``candidates_for_90``, ``candidates_for_99``, ... (``val_`` prefixed in
+    validation). Inputs as `TopKAccuracy`: scores ``(..., n)`` with any
+    leading axes, integer or one-hot labels, ``sample_weight`` and Keras masks.
+
+    Args:
+        coverages: the coverages, distinct numbers in (0, 1].
+        num_classes: the number of classes ``n``; by default read from the
+            scores at the first update (the state is made then).
+        key_format: the log key of each coverage, a format string with
+            ``{percent}`` (``99``, ``99.9``) or ``{coverage}`` (``0.99``).
+        name: the metric's name (not logged: the keys are).
+        dtype: the dtype of the state and results.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_topk
+    >>> m = keras_topk.metrics.CandidatesForCoverage(coverages=(0.5, 0.75, 1.0))
+    >>> scores = np.array([[3.0, 2.0, 1.0, 0.0]] * 4)
+    >>> m.update_state([0, 0, 1, 3], scores)  # label ranks 0, 0, 1, 3
+    >>> {key: float(v) for key, v in m.result().items()}
+    {'candidates_for_50': 1.0, 'candidates_for_75': 2.0, 'candidates_for_100': 4.0}
+    """
+
+    def __init__(
+        self,
+        coverages=(0.9, 0.95, 0.99),
+        num_classes=None,
+        key_format="candidates_for_{percent}",
+        name="candidates_for_coverage",
+        dtype=None,
+    ):
+        coverages = check_coverages(coverages)
+        if not isinstance(key_format, str) or not (
+            "{percent}" in key_format or "{coverage}" in key_format
+        ):
+            raise ValueError(
+                "`key_format` must be a string containing '{percent}' or '{coverage}', e.g. "
+                f"'candidates_for_{{percent}}'; got {key_format!r}."
+            )
+        try:
+            keys = [_format_key(key_format, c) for c in coverages]
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(
+                f"`key_format` {key_format!r} may only use the fields {{percent}} and "
+                f"{{coverage}}; formatting it failed: {error!r}."
+            ) from None
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"`key_format` {key_format!r} gives repeated keys {keys}.")
+        super().__init__(num_classes=num_classes, name=name, dtype=dtype)
+        self.coverages = coverages
+        self.key_format = key_format
+        self._keys = keys
+        self._direction = "down"
+
+    def _state_shapes(self, n):
+        return {"histogram": (n,)}
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        claim_log_keys(self, self._keys, y_true, y_pred)
+        mask = _backend.get_keras_mask(y_pred)
+        scores, ranks, _ = _flat_ranks_and_labels(y_true, y_pred)
+        n = _inputs.num_classes_of(scores)
+        self._ensure_state(n)
+        per_sample = ops.zeros(ops.shape(scores)[:-1], dtype=self.dtype)
+        weights = flat_weights(sample_weight, mask, per_sample, self.dtype)
+        self.histogram.assign_add(
+            ops.sum(ops.one_hot(ranks, n, dtype=self.dtype) * weights[:, None], axis=0)
+        )
+
+    def result(self):
+        if not self._state_built:
+            return {key: ops.convert_to_tensor(0.0, dtype=self.dtype) for key in self._keys}
+        k = candidates_from_histogram(self.histogram, self.coverages)
+        return {key: k[i] for i, key in enumerate(self._keys)}
+
+    def topk_accuracies(self):
+        """Top-k accuracy for every k = 1..n from the histogram, shape ``(n,)``."""
+        if not self._state_built:
+            raise ValueError(f"{self.name!r} has seen no data yet.")
+        cumulative = ops.cumsum(self.histogram)
+        return ops.divide_no_nan(cumulative, cumulative[-1])
+
+    def get_config(self):
+        return {
+            "coverages": list(self.coverages),
+            "num_classes": self._num_classes_arg,
+            "key_format": self.key_format,
+            "name": self.name,
+            "dtype": self.dtype,
+        }
