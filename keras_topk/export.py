@@ -16,6 +16,8 @@ import keras
 
 from keras_topk import _config
 
+__all__ = ["export_with_loss"]
+
 
 def export_with_loss(
     model,
