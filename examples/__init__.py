@@ -1,20 +1,23 @@
 """Examples for keras-topk (TensorFlow backend: they use tf.data and tfds).
 
-Scripts (run from the repository root):
+Start with ``examples/quickstart.py`` (compile and fit, 30 lines). Scripts, run from the repository root:
 
-- ``python -m examples.compare_losses``: the main job. Trains the same model with
-  cross-entropy and each keras-topk loss over several seeds on an embedded
-  synthetic benchmark (no download), prints top-1/2/5 accuracy and writes
-  ``results.json`` and plots. ``--quick`` for a few minutes' run; also takes
-  tfds datasets (``--dataset cifar100``) and embedding files (``--embeddings``).
-- ``python -m examples.finetune``: fine-tunes a ``keras.applications`` model on a
-  tfds dataset with any loss; resumable (``BackupAndRestore``).
-- ``python -m examples.extract_embeddings`` then ``python -m examples.train_head``:
-  the paper's ImageNet protocol (a classifier head trained on frozen embeddings).
+- ``python -m examples.compare_losses``: the main job, a small replication study of when each top-k loss
+  beats cross-entropy (embedded benchmark, or ``--embeddings``/``--dataset`` for your data).
+- ``python -m examples.finetune``: fine-tunes a ``keras.applications`` model on a tfds dataset; resumable.
+- ``python -m examples.extract_embeddings`` then ``python -m examples.train_head``: the paper's ImageNet
+  protocol (a classifier head trained on frozen embeddings).
 
-Every script takes ``--mock-data N`` to run offline on random tfds-shaped data
-(``tfds.testing.mock_data``). Shared code: `data` (tfds loading and the tf.data
-pipeline), `models` (applications and heads), `loss_factory` (losses from CLI
-flags), `training` (compile/fit/callbacks), `reporting` (tables, JSON, plots),
-`synthetic` (the benchmark's data).
+Modules: `common` (errors, losses from flags, compile/fit/save), `images` (tfds and keras.applications),
+`benchmark` (the study's data), `study` (trainer, tuning, resumable cells), `report` (statistics, verdicts,
+plots). Outputs go under ``runs/``.
 """
+
+import os
+
+# Set before TensorFlow is imported, so that a CPU machine does not print "E0000 ... cuInit" lines that
+# read like failures; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The study's NumPy heads multiply small matrices thousands of times, where OpenBLAS's threads cost ~100x
+# more than they save; set before NumPy is imported (a user's own setting wins).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from examples import cli, data, models, training
+from examples import common, images
 
 
 def build_parser():
@@ -41,8 +41,8 @@ def build_parser():
     parser.add_argument("--xla", choices=["auto", "on", "off"], default="auto", help="XLA for the backbone")
     parser.add_argument("--mixed-precision", choices=["off", "mixed_float16", "mixed_bfloat16"], default="off")
     parser.add_argument("--verbose", type=int, choices=[0, 1], default=1, help="progress bars (default 1)")
-    data.add_data_arguments(parser, dataset_default="imagenet2012")
-    models.add_model_arguments(parser)
+    images.add_data_arguments(parser, dataset_default="imagenet2012")
+    images.add_model_arguments(parser)
     return parser
 
 
@@ -69,28 +69,28 @@ def embed_split(backbone, dataset, dtype, target_batches, verbose, tmp_dir, labe
     if progbar:
         progbar.update(step + 1, finalize=True)
     if not rows:
-        raise data.ExampleError(f"The {label} split is empty.")
+        raise common.ExampleError(f"The {label} split is empty.")
     embeddings = np.memmap(path, dtype=dtype, mode="r", shape=(rows, width))
     return embeddings, np.concatenate(labels)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    training.require_tensorflow()
+    common.require_tensorflow()
     output = args.output or os.path.join("runs", "embeddings", f"{args.dataset}-{args.model}.npz")
-    training.set_precision(args.mixed_precision)
-    with data.maybe_mock_data(args.mock_data):
-        info = data.dataset_info(args.dataset, args.data_dir)
-        num_classes = data.num_classes_of(info)
-        eval_split = args.eval_split or data.default_eval_split(args.dataset, info)
+    common.set_precision(args.mixed_precision)
+    with images.maybe_mock_data(args.mock_data):
+        info = images.dataset_info(args.dataset, args.data_dir)
+        num_classes = images.num_classes_of(info)
+        eval_split = args.eval_split or images.default_eval_split(args.dataset, info)
         splits = {"train": args.train_split, "eval": eval_split}
-        raws = {label: data.load_split(args.dataset, split, data_dir=args.data_dir, download=not args.no_download,
+        raws = {label: images.load_split(args.dataset, split, data_dir=args.data_dir, download=not args.no_download,
                                        manual_dir=args.manual_dir)
                 for label, split in splits.items()}
-        backbone = models.build_backbone(args.model, args.weights, args.image_size)
+        backbone = images.build_backbone(args.model, args.weights, args.image_size)
         backbone.trainable = False
-        backbone.compile(jit_compile=training.jit_compile_of(args.xla))
-        preprocess = models.preprocess_for(args.model)
+        backbone.compile(jit_compile=common.jit_compile_of(args.xla))
+        preprocess = images.preprocess_for(args.model)
         print(f"{args.model} ({args.weights} weights, {backbone.output_shape[-1]}-D embeddings) over "
               f"{args.dataset} {args.train_split!r} and {eval_split!r} -> {output}", flush=True)
         os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
@@ -98,8 +98,8 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(dir=os.path.dirname(output) or ".") as tmp_dir:
             for label, split in splits.items():
                 raw = raws[label]
-                size = data.split_size(info, split) if not args.mock_data else None
-                pipeline = data.image_pipeline(raw, args.image_size, preprocess, args.batch_size, training=False)
+                size = images.split_size(info, split) if not args.mock_data else None
+                pipeline = images.image_pipeline(raw, args.image_size, preprocess, args.batch_size, training=False)
                 start = time.perf_counter()
                 x, y = embed_split(backbone, pipeline, args.dtype, -(-size // args.batch_size) if size else None,
                                    args.verbose, tmp_dir, label)
@@ -125,4 +125,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(main)

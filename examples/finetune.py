@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 
-from examples import cli, data, loss_factory, models, training
+from examples import common, images
 
 
 def build_parser():
@@ -31,14 +31,14 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", default=None,
-                        help="output folder (default: saved_models/<dataset>-<model>-<loss>)")
+                        help="output folder (default: runs/finetune/<dataset>-<model>-<loss>)")
     parser.add_argument("--freeze-backbone", action="store_true", help="train only the classifier head")
     parser.add_argument("--dropout", type=float, default=0.2, help="before the classifier (default: %(default)s)")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
-    data.add_data_arguments(parser)
-    models.add_model_arguments(parser)
-    loss_factory.add_loss_arguments(parser)
-    training.add_training_arguments(parser, epochs=10, batch_size=64, learning_rate=None)
+    images.add_data_arguments(parser)
+    images.add_model_arguments(parser)
+    common.add_loss_arguments(parser)
+    common.add_training_arguments(parser, epochs=10, batch_size=64, learning_rate=None)
     parser.set_defaults(learning_rate=None)
     return parser
 
@@ -46,54 +46,54 @@ def build_parser():
 def main(argv=None, callbacks=()):
     """Runs the fine-tuning; ``callbacks`` are added after the script's own (tests use this)."""
     args = build_parser().parse_args(argv)
-    training.require_tensorflow()
-    output = args.output or os.path.join("saved_models", f"{args.dataset}-{args.model}-{args.loss}")
+    common.require_tensorflow()
+    output = args.output or os.path.join("runs", "finetune", f"{args.dataset}-{args.model}-{args.loss}")
     pretrained = str(args.weights).lower() != "none"
     learning_rate = args.learning_rate or (1e-4 if pretrained and not args.freeze_backbone else 1e-3)
-    training.set_precision(args.mixed_precision)
+    common.set_precision(args.mixed_precision)
     import keras  # after the dtype policy, which the layers read when built
 
     keras.utils.set_random_seed(args.seed)
-    with data.maybe_mock_data(args.mock_data):
-        images = data.prepare_image_data(args, models.preprocess_for(args.model), args.image_size,
+    with images.maybe_mock_data(args.mock_data):
+        data = images.prepare_image_data(args, images.preprocess_for(args.model), args.image_size,
                                          args.batch_size, seed=args.seed)
-        model = models.build_classifier(args.model, args.weights, args.image_size, images.num_classes,
+        model = images.build_classifier(args.model, args.weights, args.image_size, data.num_classes,
                                         dropout=args.dropout, freeze_backbone=args.freeze_backbone)
-        loss, loss_callbacks = loss_factory.make_loss(args.loss, args, images.num_classes,
-                                                      total_steps=args.epochs * images.steps_per_epoch)
-        training.compile_model(model, loss, learning_rate, xla=args.xla)
-        fit_callbacks, resuming = training.resumable_callbacks(output)
+        loss, loss_callbacks = common.make_loss(args.loss, args, data.num_classes,
+                                                      total_steps=args.epochs * data.steps_per_epoch)
+        common.compile_model(model, loss, learning_rate, xla=args.xla)
+        fit_callbacks, resuming = common.resumable_callbacks(output)
         print(f"{args.model} ({args.weights} weights) on {args.dataset} "
-              f"({'mock, ' if args.mock_data else ''}{images.train_size} training examples, "
-              f"{images.num_classes} classes, eval split {images.eval_split!r}); loss {args.loss}, "
+              f"({'mock, ' if args.mock_data else ''}{data.train_size} training examples, "
+              f"{data.num_classes} classes, eval split {data.eval_split!r}); loss {args.loss}, "
               f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {learning_rate:g}; output {output}"
               + ("; resuming from the last finished epoch" if resuming else ""), flush=True)
-        training.write_json(os.path.join(output, "config.json"), {
+        common.write_json(os.path.join(output, "config.json"), {
             "argv": sys.argv[1:] if argv is None else list(argv),
             "model": args.model,
-            "preprocess": f"keras.applications.{models.family(args.model).__name__.rsplit('.', 1)[-1]}"
+            "preprocess": f"keras.applications.{images.family(args.model).__name__.rsplit('.', 1)[-1]}"
                           ".preprocess_input",
             "image_size": args.image_size,
-            "num_classes": images.num_classes,
+            "num_classes": data.num_classes,
             "dataset": args.dataset,
             "loss": args.loss,
         })
         model.fit(
-            images.train,
+            data.train,
             epochs=args.epochs,
-            validation_data=images.eval,
+            validation_data=data.eval,
             callbacks=list(loss_callbacks) + fit_callbacks + list(callbacks),
             verbose=args.verbose,
             shuffle=False,  # the pipeline shuffles
         )
-        logs = model.evaluate(images.eval, return_dict=True, verbose=args.verbose)
-    results = training.topk_results(logs)
-    print(f"{images.eval_split} accuracy: " + "  ".join(f"top-{k[3:]} {100 * v:.2f}%" for k, v in results.items()))
-    path, exported = training.save_model(model, output, export=not args.no_export)
-    training.write_json(os.path.join(output, "metrics.json"), {"split": images.eval_split, **results})
+        logs = model.evaluate(data.eval, return_dict=True, verbose=args.verbose)
+    results = common.topk_results(logs)
+    print(f"{data.eval_split} accuracy: " + "  ".join(f"top-{k[3:]} {100 * v:.2f}%" for k, v in results.items()))
+    path, exported = common.save_model(model, output, export=not args.no_export)
+    common.write_json(os.path.join(output, "metrics.json"), {"split": data.eval_split, **results})
     print(f"Saved {path}" + (f" and {exported}" if exported else ""))
     return results
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(main)

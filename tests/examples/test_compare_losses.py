@@ -1,58 +1,79 @@
 import json
+import runpy
 
 import keras
 import numpy as np
 import pytest
 
 import keras_topk
-from examples import compare_losses, extract_embeddings, train_head
+from examples import common, compare_losses, extract_embeddings, study, train_head
 from tests.examples import TINY_APPLICATION
 
-TINY_BENCHMARK = [
-    "--num-classes", "8", "--train-size", "256", "--test-size", "512", "--hidden", "16",
-    "--epochs", "2", "--batch-size", "64", "--curve-points", "2", "--verbose", "0",
-]
+# The --quick study made smaller still: two losses whose compiled gradients trace in seconds, 3 epochs.
+TINY_QUICK = ["--quick", "--losses", "ce,transition", "--test-size", "1000", "--max-epochs", "3", "--no-progress"]
 
 
-def check_results_file(output, losses, seeds):
-    payload = json.loads((output / "results.json").read_text())
-    results = payload["results"]
-    assert list(results) == losses
-    for name, values in results.items():
-        tops = [values["top1"], values["top2"], values["top5"]]
-        assert all(0.0 <= v <= 1.0 for v in tops) and tops == sorted(tops)
-        per_seed = payload["per_seed"][name]
-        assert len(per_seed) == seeds
-        assert values["top5"] == pytest.approx(np.mean([run["top5"] for run in per_seed]))
-        if name != "cross_entropy" and "cross_entropy" in results:
-            gains = [run["top5"] - ref["top5"] for run, ref in zip(per_seed, payload["per_seed"]["cross_entropy"])]
-            assert values["top5_gain"] == pytest.approx(np.mean(gains))
-    for png in ("accuracy_vs_k.png", "training_curves.png"):
-        assert (output / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (output / "table.md").read_text().startswith("| loss |")
-    return payload
-
-
-def test_compare_losses_on_the_embedded_benchmark(tmp_path, capsys):
-    out = tmp_path / "cmp"
-    compare_losses.main([*TINY_BENCHMARK, "--seeds", "2", "--output", str(out),
-                         "--losses", "ce,topk_ce,smooth_svm,transition"])
-    payload = check_results_file(
-        out, ["cross_entropy", "topk_cross_entropy", "smooth_topk_svm", "topk_transition"], seeds=2)
-    bayes = payload["reference"]["bayes_limit"]
-    assert 0 < bayes["top1"] < bayes["top2"] < bayes["top5"] < 1
-    during = payload["test_accuracy_during_training"]["topk_transition"]
-    assert during["epoch"] == [1, 2] and len(during["top5"]) == 2
-    curve = payload["accuracy_vs_k"]["cross_entropy"]
-    assert curve["k"] == list(range(1, 11)) and curve["mean"][7] == pytest.approx(1.0)  # k = 8 classes
+def test_quick_study_end_to_end(tmp_path, capsys):
+    out = tmp_path / "quick"
+    payload = compare_losses.main([*TINY_QUICK, "--output", str(out)])
     printed = capsys.readouterr().out
-    assert "| cross_entropy |" in printed and "| *bayes_limit* |" in printed
+    assert printed.startswith("SMOKE RUN (--quick)") and "decide nothing" in printed.splitlines()[-3]
+    conditions = ["clean", "superclass p=0.6", "block p=0.6", "complex/linear"]
+    assert list(payload["per_seed"]) == conditions
+    for condition in conditions:
+        runs = payload["per_seed"][condition]
+        assert list(runs) == ["ce", "transition"] and all(len(r) == 2 for r in runs.values())
+        for run in runs["ce"] + runs["transition"]:
+            curve = run["curve"]
+            assert curve == sorted(curve) and run["top1"] == curve[0] and run["top5"] == curve[4]
+            assert curve[run["cand90"] - 1] >= 0.9 and (run["cand90"] == 1 or curve[run["cand90"] - 2] < 0.9)
+            assert 0.0 < run["set90"] <= 100 and run["set90_coverage"] >= 0.85
+        gain = payload["summary"][condition]["transition"]["top5_gain"]
+        expected = np.mean([a["top5"] - b["top5"] for a, b in zip(runs["transition"], runs["ce"])])
+        assert gain[0] == pytest.approx(expected)
+        chosen = payload["tuned"][condition]["transition"]["chosen"]
+        grid = payload["tuned"][condition]["transition"]["grid"]
+        best = max(grid, key=lambda g: g["validation_score"])
+        assert chosen == {k: v for k, v in best.items() if k != "validation_score"}
+    bayes = payload["bayes_limit"]["clean"]
+    assert 0.5 < bayes[0] < bayes[4] < 1.0  # the known limit of this distribution (about 62% and 96%)
+    verdicts = {v["id"]: v["verdict"] for v in payload["verdicts"]}
+    assert verdicts["B1"] == "not tested in this run"  # quick has no p = 0.8 and no SVM
+    assert verdicts["S1"] in ("inconclusive at 2 seeds", "reproduced", "not reproduced")
+    for name in ("gain_vs_p.png", "accuracy_vs_k.png", "candidates.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "table.md").read_text().startswith("| condition | loss |")
+    assert "Bayes limit" in (out / "table.md").read_text()
+    assert json.loads((out / "tuned_settings.json").read_text()) == payload["tuned"]
 
-    # Paired by seed: a loss's result at a seed does not depend on what ran before it.
-    alone = compare_losses.main([*TINY_BENCHMARK, "--seeds", "2", "--losses", "smooth_svm",
-                                 "--output", str(tmp_path / "alone")])
-    assert alone["smooth_topk_svm"]["top5"] == payload["results"]["smooth_topk_svm"]["top5"]
-    assert alone["smooth_topk_svm"]["top1"] == payload["results"]["smooth_topk_svm"]["top1"]
+
+def test_an_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch):
+    flags = [*TINY_QUICK, "--losses", "ce", "--conditions", "clean,complex/linear"]
+    whole = compare_losses.main([*flags, "--output", str(tmp_path / "whole")])
+
+    real_fit, calls, cut = study.FeatureTrainer.fit, [], [True]
+
+    def fit(self, *args, **kwargs):
+        calls.append(args[0])
+        if cut[0] and len(calls) == 5:
+            cut[0] = False
+            raise KeyboardInterrupt("simulated interruption")
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(study.FeatureTrainer, "fit", fit)
+    with pytest.raises(KeyboardInterrupt):
+        compare_losses.main([*flags, "--output", str(tmp_path / "cut")])
+    assert len(calls) == 5
+    calls.clear()
+    resumed = compare_losses.main([*flags, "--output", str(tmp_path / "cut")])
+    total = 2 * (2 + 2)  # conditions x (grid + seeds)
+    assert len(calls) == total - 4  # the 4 finished cells are not trained again
+    assert resumed["per_seed"] == whole["per_seed"] and resumed["tuned"] == whole["tuned"]
+    calls.clear()
+    compare_losses.main([*flags, "--output", str(tmp_path / "cut")])
+    assert calls == []  # all done: the report is rebuilt from the cells
+    compare_losses.main([*flags, "--fresh", "--output", str(tmp_path / "cut")])
+    assert len(calls) == total
 
 
 @pytest.fixture(scope="module")
@@ -75,54 +96,62 @@ def test_extract_embeddings_writes_the_backbone_outputs(embeddings_file):
 
 def test_train_head_trains_each_loss_and_saves_the_heads(embeddings_file, tmp_path):
     out = tmp_path / "heads"
-    summaries = train_head.main(["--embeddings", str(embeddings_file), "--epochs", "2", "--batch-size", "8",
-                                 "--losses", "ce,topk_ce", "--verbose", "0", "--output", str(out)])
-    check_results_file(out, ["cross_entropy", "topk_cross_entropy"], seeds=1)
-    assert set(summaries) == {"cross_entropy", "topk_cross_entropy"}
+    results = train_head.main(["--embeddings", str(embeddings_file), "--epochs", "2", "--batch-size", "8",
+                               "--losses", "ce,topk_ce", "--verbose", "0", "--output", str(out)])
+    assert list(results) == ["cross_entropy", "topk_cross_entropy"]
+    for row in results.values():
+        values = [row[f"top{k}"] for k in (1, 2, 5, 10)]
+        assert values == sorted(values) and all(0.0 <= v <= 1.0 for v in values)
     head = keras.models.load_model(out / "topk_cross_entropy.keras")
     assert isinstance(head.loss, keras_topk.losses.TopKCrossEntropy)
     assert head.loss.m == 16  # --m auto: the paper's ImageNet setting with 100 > 16 classes
     assert head.count_params() == 512 * 100 + 100  # a linear head
-    config = json.loads((out / "results.json").read_text())["config"]
-    assert config["batch_size"] == 8 and config["learning_rate"] == pytest.approx(10**-4.5)
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["config"]["batch_size"] == 8 and payload["config"]["learning_rate"] == pytest.approx(10**-4.5)
+    # The saved head scores the evaluation embeddings as reported.
+    with np.load(embeddings_file) as f:
+        x_eval, y_eval = f["x_eval"], f["y_eval"]
+    top5 = np.mean(study.label_ranks(head.predict(x_eval, verbose=0), y_eval) < 5)
+    assert top5 == pytest.approx(results["topk_cross_entropy"]["top5"])
 
 
-def test_compare_losses_on_embeddings(embeddings_file, tmp_path):
+def test_the_study_tunes_on_your_embeddings(embeddings_file, tmp_path, capsys):
     out = tmp_path / "cmp"
-    compare_losses.main(["--embeddings", str(embeddings_file), "--epochs", "1", "--batch-size", "8",
-                         "--losses", "ce,smooth_svm", "--seeds", "2", "--verbose", "0", "--output", str(out)])
-    payload = check_results_file(out, ["cross_entropy", "smooth_topk_svm"], seeds=2)
-    assert "reference" not in payload
+    payload = compare_losses.main(["--embeddings", str(embeddings_file), "--losses", "ce", "--seeds", "2",
+                                   "--max-epochs", "2", "--no-progress", "--output", str(out)])
+    (condition,) = payload["per_seed"]
+    assert condition == "embeddings VGG16 cifar100" and len(payload["per_seed"][condition]["ce"]) == 2
+    assert len(payload["tuned"][condition]["ce"]["grid"]) == 4 and payload["verdicts"] == []
+    assert "Chosen settings" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_compare_losses_on_a_mock_tfds_dataset(tmp_path):
-    out = tmp_path / "cmp"
-    compare_losses.main(["--dataset", "cifar100", "--mock-data", "16", *TINY_APPLICATION, "--epochs", "1",
-                         "--batch-size", "8", "--seeds", "1", "--losses", "ce,transition", "--verbose", "0",
-                         "--output", str(out)])
-    check_results_file(out, ["cross_entropy", "topk_transition"], seeds=1)
-
-
-def test_compare_losses_rejects_bad_flags(tmp_path, capsys):
-    from examples import cli
-
+def test_bad_flags_are_messages(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        common.run(compare_losses.main, ["--losses", "ce,hinge", "--output", str(tmp_path)])
+    assert exit_info.value.code == 2 and "unknown hinge" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.run(compare_losses.main, ["--losses", "ce,hinge", "--output", str(tmp_path)])
-    assert "unknown: hinge" in capsys.readouterr().err
+        common.run(compare_losses.main, ["--conditions", "noisy", "--output", str(tmp_path)])
+    assert "superclass p=0.2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.run(compare_losses.main, ["--losses", "topk_ce", "--p-k", "0.5,0.6", "--epochs", "1",
-                                      "--num-classes", "8", "--output", str(tmp_path)])
-    assert "p_k" in capsys.readouterr().err
+        common.run(compare_losses.main, ["--embeddings", str(tmp_path / "none.npz"), "--output", str(tmp_path)])
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_extract_embeddings_without_imagenet_says_how_to_provide_it(tmp_path, capsys):
-    from examples import cli
-
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(extract_embeddings.main, ["--dataset", "imagenet2012", "--data-dir", str(tmp_path), "--no-download",
-                                          *TINY_APPLICATION, "--output", str(tmp_path / "e.npz")])
+        common.run(extract_embeddings.main, ["--dataset", "imagenet2012", "--data-dir", str(tmp_path),
+                                             "--no-download", *TINY_APPLICATION, "--output", str(tmp_path / "e.npz")])
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert "imagenet2012" in message and "ILSVRC2012_img_val.tar" in message and "--mock-data N" in message
     assert not (tmp_path / "e.npz").exists()
+
+
+@pytest.mark.slow  # ~1 min: three losses compiled and fitted
+def test_quickstart_runs_and_prints_each_loss(capsys):
+    runpy.run_module("examples.quickstart", run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["cross-entropy", "TopKCrossEntropy", "SmoothTopKSVM"]
+    for line in lines:
+        top1, top5 = (float(v.rstrip("%")) for v in line.split()[2::2])
+        assert 20 < top1 < top5 <= 100

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_topk
-from examples import cli, finetune
+from examples import common, finetune
 from tests.examples import TINY_APPLICATION
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -156,7 +156,7 @@ def test_missing_dataset_exits_with_instructions(tmp_path, capsys):
     args = ["--dataset", "cifar100", "--data-dir", str(tmp_path / "tfds"), "--no-download",
             *TINY_APPLICATION, "--output", str(tmp_path / "out")]
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(finetune.main, args)
+        common.run(finetune.main, args)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert "Could not load the tfds dataset 'cifar100'" in message
@@ -169,7 +169,7 @@ def test_missing_imagenet_explains_the_manual_download(tmp_path, capsys):
     args = ["--dataset", "imagenet2012", "--data-dir", str(tmp_path / "tfds"), "--no-download",
             *TINY_APPLICATION, "--output", str(tmp_path / "out")]
     with pytest.raises(SystemExit):
-        cli.run(finetune.main, args)
+        common.run(finetune.main, args)
     message = capsys.readouterr().err
     assert "ILSVRC2012_img_train.tar" in message and "ILSVRC2012_img_val.tar" in message
     assert str(tmp_path / "tfds" / "downloads" / "manual") in message and "--manual-dir" in message
@@ -185,7 +185,7 @@ def test_unreachable_imagenet_weights_exit_with_instructions(tmp_path, capsys, m
     args = ["--dataset", "cifar100", "--mock-data", "8", "--model", "VGG16", "--weights", "imagenet",
             "--image-size", "32", "--output", str(tmp_path / "out")]
     with pytest.raises(SystemExit) as exit_info:
-        cli.run(finetune.main, args)
+        common.run(finetune.main, args)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert "Could not get the ImageNet weights of VGG16" in message
@@ -195,6 +195,6 @@ def test_unreachable_imagenet_weights_exit_with_instructions(tmp_path, capsys, m
 
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli.run(finetune.main, ["--mock-data", "8", "--model", "ResNet51", "--output", str(tmp_path)])
+        common.run(finetune.main, ["--mock-data", "8", "--model", "ResNet51", "--output", str(tmp_path)])
     message = capsys.readouterr().err
     assert "Unknown --model 'ResNet51'" in message and "ResNet50" in message
