@@ -65,8 +65,11 @@ def _in_fence(lines, index):
 def _rewrite_links(text, source_dir, page_dir):
     def fix(m):
         bang, label, target = m.groups()
-        if re.match(r"^[a-z]+:|^#|^/", target):
+        if re.match(r"^[a-z]+:|^/", target):
             return m.group(0)
+        if target.startswith("#"):
+            # An anchor of the included file (README), not of this page.
+            return f"{label} (README)" if not bang else m.group(0)
         path, _, anchor = target.partition("#")
         repo_path = posixpath.normpath(posixpath.join(source_dir, path))
         if repo_path.startswith("docs/") or any(repo_path.startswith(a + "/") for a in ASSETS):
