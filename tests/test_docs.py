@@ -2,14 +2,16 @@
 
 The reference pages (docs/api/*.md) hold ``<!-- api: MODULE -->`` markers that
 docs/hooks.py expands from the module's ``__all__`` at build time. These tests
-check that each public module has ``__all__`` and a marker on a page of the
-site's navigation, and, where MkDocs is installed (``pip install -e ".[docs]"``),
+check that each public module (every submodule of keras_topk whose name does
+not start with ``_``) has ``__all__`` and a marker on a page of the site's
+navigation, and, where MkDocs is installed (``pip install -e ".[docs]"``),
 build the site with ``--strict`` (any warning, e.g. a broken link or
 reference, fails) and find the rendered heading of every exported name.
 """
 
 import importlib
 import pathlib
+import pkgutil
 import re
 import subprocess
 import sys
@@ -17,13 +19,19 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PUBLIC_MODULES = (
-    "keras_topk.losses",
-    "keras_topk.metrics",
-    "keras_topk.ops",
-    "keras_topk.conformal",
-    "keras_topk.export",
-)
+
+def _public_modules():
+    """Every public submodule of keras_topk (a new one needs a reference page)."""
+    import keras_topk
+
+    return tuple(
+        f"keras_topk.{m.name}"
+        for m in pkgutil.iter_modules(keras_topk.__path__)
+        if not m.name.startswith("_")
+    )
+
+
+PUBLIC_MODULES = _public_modules()
 _MARKER = re.compile(r"^<!-- api: (?P<module>[\w.]+) -->$", re.M)
 
 
