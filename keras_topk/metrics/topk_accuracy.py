@@ -236,8 +236,10 @@ class MultiTopKAccuracy(_RankHitsMean):
       ``TopKAccuracy(k=5)`` next to ``MultiTopKAccuracy(ks=(1, 5))`` would
       both log ``top5_accuracy`` and one would silently replace the other.
       keras-topk metrics refuse this: ``fit``/``evaluate`` raise a
-      ``ValueError`` naming both metrics when the step is first traced. Drop
-      the duplicate k or pass another ``key_format``.
+      ``ValueError`` naming both metrics when the step is first traced (every
+      compiled step; TensorFlow's ``run_eagerly=True`` debugging mode traces
+      nothing and is not checked). Drop the duplicate k or pass another
+      ``key_format``.
 
     Args:
         ks: the k to report, a non-empty sequence of distinct integers >= 1.

@@ -412,3 +412,45 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(topk_accuracy, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 10 and result.failed == 0
+
+
+@pytest.mark.parametrize("mode", ["jit", "graph"])
+def test_a_log_key_claimed_twice_raises_instead_of_being_overwritten(mode, rng):
+    # Keras renames repeated metric names but not repeated dict keys: both of
+    # these would log top5_accuracy and one would silently replace the other.
+    # (Checked where the step is traced; TensorFlow's run_eagerly=True is not.)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.integers(0, 6, 32)
+    for metrics in (
+        [TopKAccuracy(5), MultiTopKAccuracy(ks=(1, 2, 5))],
+        [MultiTopKAccuracy(ks=(1, 5)), TopKAccuracy(5)],
+        [MultiTopKAccuracy(ks=(1, 5)), MultiTopKAccuracy(ks=(5, 10), name="other")],
+        [MultiTopKAccuracy(ks=(1,)), keras_topk.metrics.CandidatesForCoverage(
+            (0.9,), key_format="top1_accuracy{percent}"), TopKAccuracy(1)],
+    ):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=metrics, jit_compile=mode == "jit")
+        with pytest.raises(ValueError, match="Two metrics would log the same key 'top[15]_accuracy'"):
+            model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+
+
+def test_repeated_names_and_distinct_keys_still_log_every_value(rng):
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.integers(0, 6, 32)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
+    model.compile(
+        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True,
+        metrics=[TopKAccuracy(5), TopKAccuracy(5), MultiTopKAccuracy(ks=(1, 2)),
+                 MultiTopKAccuracy(ks=(5,), key_format="multi_top{k}", name="m2")],
+    )
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert {"top5_accuracy", "top5_accuracy_1", "top1_accuracy", "top2_accuracy",
+            "multi_top5"} <= set(logs)
+    assert logs["top5_accuracy"] == logs["top5_accuracy_1"] == logs["multi_top5"]
+    # Eager updates by hand on the same arrays log nothing and are not refused.
+    s = model.predict(x, verbose=0)
+    a, b = TopKAccuracy(5), MultiTopKAccuracy(ks=(5,))
+    a.update_state(y, s)
+    b.update_state(y, s)
+    assert float(a.result()) == float(b.result()["top5_accuracy"])
