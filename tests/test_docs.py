@@ -10,6 +10,7 @@ reference, fails) and find the rendered heading of every exported name.
 """
 
 import importlib
+import inspect
 import pathlib
 import pkgutil
 import re
@@ -110,3 +111,40 @@ def test_site_builds_strictly_and_renders_every_name(tmp_path):
     # The site opens from a folder: pages link to .html files, not directories.
     index = (site / "index.html").read_text()
     assert 'href="api/losses.html"' in index
+
+
+def _examples(obj):
+    import doctest
+
+    doc = inspect.getdoc(obj) or ""
+    return [e for e in doctest.DocTestParser().parse(doc) if isinstance(e, doctest.Example)]
+
+
+_ZERO_CHECK = re.compile(r"[<>]=?\s*0(\.0*)?\b|!=\s*0(\.0*)?\b")
+
+
+def test_every_public_class_and_function_has_an_example_that_shows_a_value():
+    """Each exported class or function has a doctest, and it shows a value.
+
+    A value: some example prints an output other than a bare True/False of a
+    comparison with zero (``loss > 0`` says nothing about the loss).
+    """
+    problems = []
+    seen = set()
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)) or id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            examples = _examples(obj)
+            shown = [e for e in examples if e.want.strip()]
+            if not examples:
+                problems.append(f"{module_name}.{name}: no example")
+            elif not shown:
+                problems.append(f"{module_name}.{name}: its example shows no value")
+            elif all(e.want.strip() in ("True", "False") and _ZERO_CHECK.search(e.source)
+                     for e in shown):
+                problems.append(f"{module_name}.{name}: its example only compares with 0")
+    assert not problems, "\n".join(problems)
