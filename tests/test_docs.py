@@ -93,6 +93,7 @@ def test_every_exported_name_gets_a_directive():
             assert obj is getattr(importlib.import_module(module_name), name), path
 
 
+@pytest.mark.slow  # ~20 s: imports the package and renders every page
 def test_site_builds_strictly_and_renders_every_name(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")
