@@ -27,8 +27,7 @@ def pytest_collect_file(file_path, parent):
 
 def _needs_tensorflow(item):
     return any(
-        "tensorflow" in example.source or "tf." in example.source
-        for example in item.dtest.examples
+        "tensorflow" in example.source or "tf." in example.source for example in item.dtest.examples
     )
 
 

@@ -53,7 +53,7 @@ def _convert(text):
             indent = line[: len(line) - len(line.lstrip())]
             block = []
             while i < len(lines) and lines[i].strip():
-                block.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
+                block.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i])
                 i += 1
             out += [f"{indent}```pycon", *(indent + b for b in block), f"{indent}```"]
             continue

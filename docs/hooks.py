@@ -36,9 +36,7 @@ def on_files(files, config):
     for folder in ASSETS:
         for path in sorted((ROOT / folder).glob("*.png")):
             src = path.relative_to(ROOT).as_posix()
-            files.append(
-                File(src, str(ROOT), config["site_dir"], config["use_directory_urls"])
-            )
+            files.append(File(src, str(ROOT), config["site_dir"], config["use_directory_urls"]))
     return files
 
 
@@ -73,7 +71,7 @@ def _rewrite_links(text, source_dir, page_dir):
         path, _, anchor = target.partition("#")
         repo_path = posixpath.normpath(posixpath.join(source_dir, path))
         if repo_path.startswith("docs/") or any(repo_path.startswith(a + "/") for a in ASSETS):
-            site_path = repo_path[len("docs/"):] if repo_path.startswith("docs/") else repo_path
+            site_path = repo_path[len("docs/") :] if repo_path.startswith("docs/") else repo_path
             if (ROOT / repo_path).exists():
                 rel = posixpath.relpath(site_path, page_dir or ".")
                 return f"{bang}[{label}]({rel}{'#' + anchor if anchor else ''})"
@@ -89,8 +87,7 @@ def exported_names(module_name):
     names = getattr(module, "__all__", None)
     if names is None:
         names = [
-            n for n, v in vars(module).items()
-            if not n.startswith("_") and not inspect.ismodule(v)
+            n for n, v in vars(module).items() if not n.startswith("_") and not inspect.ismodule(v)
         ]
     return list(names)
 
@@ -128,7 +125,11 @@ def on_page_markdown(markdown, page, config, files):
         if heading:
             text = _section(text, heading.strip())
         # Included headings sit one level below the page's title.
-        text = re.sub(r"^(#+) ", lambda h: "#" + h.group(1) + " ", text, flags=re.M) if not heading else text
+        text = (
+            re.sub(r"^(#+) ", lambda h: "#" + h.group(1) + " ", text, flags=re.M)
+            if not heading
+            else text
+        )
         return _rewrite_links(text, posixpath.dirname(path), page_dir)
 
     return _INCLUDE.sub(include, markdown)

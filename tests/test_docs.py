@@ -21,6 +21,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
+
 def _public_modules():
     """Every public submodule of keras_topk (a new one needs a reference page)."""
     import keras_topk
@@ -100,7 +101,10 @@ def test_site_builds_strictly_and_renders_every_name(tmp_path):
     site = tmp_path / "site"
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     hooks = _hooks()
@@ -145,7 +149,8 @@ def test_every_public_class_and_function_has_an_example_that_shows_a_value():
                 problems.append(f"{module_name}.{name}: no example")
             elif not shown:
                 problems.append(f"{module_name}.{name}: its example shows no value")
-            elif all(e.want.strip() in ("True", "False") and _ZERO_CHECK.search(e.source)
-                     for e in shown):
+            elif all(
+                e.want.strip() in ("True", "False") and _ZERO_CHECK.search(e.source) for e in shown
+            ):
                 problems.append(f"{module_name}.{name}: its example only compares with 0")
     assert not problems, "\n".join(problems)

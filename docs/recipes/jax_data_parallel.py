@@ -83,13 +83,21 @@ def train(distribution, make_loss, x, y, epochs=2, learning_rate=0.5):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((NUM_FEATURES,)), keras.layers.Dense(NUM_CLASSES)])
         loss = make_loss()
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss=loss,
-                      metrics=make_metrics())
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate), loss=loss, metrics=make_metrics()
+        )
         callbacks = [steps := _StepLosses()]
         if isinstance(loss, keras_topk.losses.TopKTransitionLoss):
             callbacks.append(keras_topk.losses.TransitionCallback())
-        history = model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=epochs, shuffle=False,
-                            verbose=0, callbacks=callbacks)
+        history = model.fit(
+            x,
+            y,
+            batch_size=GLOBAL_BATCH,
+            epochs=epochs,
+            shuffle=False,
+            verbose=0,
+            callbacks=callbacks,
+        )
         return {
             "losses": steps.values,
             "logs": {k: float(v[-1]) for k, v in history.history.items()},

@@ -159,12 +159,18 @@ def main(argv=None):
     parser.add_argument("--loss", default="all", help="a class of keras_topk.losses, or 'all'")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.add_argument("--timeout", type=int, default=120,
-                        help="seconds a collective may wait for the other workers")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=120,
+        help="seconds a collective may wait for the other workers",
+    )
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    parser.add_argument("--fit", action="store_true",
-                        help="try model.fit instead (Keras's cross-entropy and every loss) "
-                             "and record the errors")
+    parser.add_argument(
+        "--fit",
+        action="store_true",
+        help="try model.fit instead (Keras's cross-entropy and every loss) and record the errors",
+    )
     args = parser.parse_args(argv)
     keras.config.set_floatx(args.dtype)
 
@@ -178,8 +184,11 @@ def main(argv=None):
     x, y = make_data(GLOBAL_BATCH * args.steps)
     x = x.astype(args.dtype)
     if args.fit:
-        losses = {"keras.losses.SparseCategoricalCrossentropy": lambda: (
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True))}
+        losses = {
+            "keras.losses.SparseCategoricalCrossentropy": lambda: (
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            )
+        }
         losses.update({name: available[name] for name in names})
         errors = {name: try_fit(strategy, make, x, y, args.steps) for name, make in losses.items()}
         for name, error in errors.items():

@@ -31,7 +31,8 @@ STEPS = 3
 def _run(tmp_path, dtype):
     out = tmp_path / f"jax_{dtype}.json"
     env = _processes.environment(
-        KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        KERAS_BACKEND="jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
         JAX_PLATFORMS="cpu",
     )
     process = _processes.start(
@@ -58,8 +59,9 @@ def _check(results, rtol, atol, first_step_only=False):
         got = results["all_devices"][name]
         assert len(got["losses"]) == len(ref["losses"]) == 2 * STEPS, name
         n = 1 if first_step_only else len(ref["losses"])
-        np.testing.assert_allclose(got["losses"][:n], ref["losses"][:n], rtol=rtol, atol=atol,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            got["losses"][:n], ref["losses"][:n], rtol=rtol, atol=atol, err_msg=name
+        )
         # Training moved, so the comparison is not between untouched models.
         assert ref["losses"][-1] < ref["losses"][0], name
         if first_step_only:

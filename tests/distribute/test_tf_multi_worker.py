@@ -45,8 +45,17 @@ def _run_cluster(tmp_path, steps, *extra):
             processes.append(
                 _processes.start(
                     SCRIPT,
-                    ["--steps", str(steps), "--out", str(outs[i]), "--dtype", "float64",
-                     "--timeout", str(COLLECTIVE_TIMEOUT_S), *extra],
+                    [
+                        "--steps",
+                        str(steps),
+                        "--out",
+                        str(outs[i]),
+                        "--dtype",
+                        "float64",
+                        "--timeout",
+                        str(COLLECTIVE_TIMEOUT_S),
+                        *extra,
+                    ],
                     _processes.environment(TF_CONFIG=tf_config, KERAS_BACKEND="tensorflow"),
                 )
             )
@@ -82,8 +91,9 @@ def test_two_workers_equal_one_process(tmp_path):
         for name, ref in single["results"].items():
             got = worker["results"][name]
             assert len(got["losses"]) == steps, name
-            np.testing.assert_allclose(got["losses"], ref["losses"], rtol=RTOL, atol=ATOL,
-                                       err_msg=name)
+            np.testing.assert_allclose(
+                got["losses"], ref["losses"], rtol=RTOL, atol=ATOL, err_msg=name
+            )
             for a, b in zip(got["weights"], ref["weights"]):
                 np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL, err_msg=name)
             assert got["metrics"].keys() == ref["metrics"].keys()
