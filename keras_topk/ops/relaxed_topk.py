@@ -14,6 +14,7 @@ alpha]]``, so ``M`` is symmetric. The attribution of a label row ``e_y`` is
 of the ``O(nk)`` of sweeping ``E`` backwards, which the full matrix needs.
 """
 
+import numpy as np
 from keras import ops
 
 from keras_topk import _config
@@ -53,6 +54,8 @@ def soft_topk(
     Returns:
         ``A`` of shape ``(..., n, k)``: ``A[..., i, j]`` is the relaxed
         probability that ``scores[..., i]`` has rank ``j`` (0 = largest).
+        Scores of ``-inf`` (masked classes) are raised to a large negative
+        floor first, so ``A`` stays finite even for a row of ``-inf``.
 
     Example:
 
@@ -67,7 +70,8 @@ def soft_topk(
         k, n, method, inverse_temperature, distribution, art_lambda
     )
     leading = ops.shape(scores)[:-1]
-    flat = ops.reshape(scores, (-1, n))
+    # A masked class (-inf) would meet another -inf in the comparators' differences (NaN).
+    flat = _inputs.floor_masked_scores(ops.reshape(scores, (-1, n)), scale=beta)
     attribution = topk_attribution(flat, k, method, beta, distribution, art_lambda)
     if len(scores.shape) == 2:
         return attribution
@@ -104,54 +108,111 @@ def topk_attribution(scores, k, method, inverse_temperature, distribution, art_l
     return ops.einsum("bn,bnk->bk", rows, attribution)
 
 
-def _layer_weights(x, layer, distribution, beta, art_lambda):
-    """Per-wire weights of a layer: out[w] = own[w] x[w] + other[w] x[partner[w]].
+def _comparator(lo, hi, distribution, beta, art_lambda, keep=None, descending=None):
+    """Weights ``(p, q)`` of a comparator column: ``out_lo = p lo + q hi``, ``out_hi = q lo + p hi``.
 
-    ``x`` is wire-major, shape (n, b): gathering whole rows of a batch is far
-    cheaper on XLA:CPU than gathering single elements along the class axis.
+    ``alpha = f(hi - lo)``; a comparator that writes the minimum to ``lo`` has
+    ``p = alpha``, one that writes it to ``hi`` has ``p = 1 - alpha``; a masked
+    one (``keep`` False) is the identity.
     """
-    alpha = relaxations.comparator_weight(
-        ops.take(x, layer.b, axis=0) - ops.take(x, layer.a, axis=0),
-        distribution,
-        beta,
-        art_lambda,
-    )
-    ones = ops.ones_like(alpha[:1])
-    table = ops.concatenate([alpha, 1.0 - alpha, ones, ops.zeros_like(ones)], axis=0)
-    return ops.take(table, layer.own, axis=0), ops.take(table, layer.other, axis=0)
+    diff = hi - lo
+    if keep is not None:
+        # Masked comparators may read padding; a fixed difference keeps their gradient finite.
+        diff = ops.where(keep, diff, ops.ones_like(diff))
+    alpha = relaxations.comparator_weight(diff, distribution, beta, art_lambda)
+    p, q = alpha, 1.0 - alpha
+    if descending is not None:
+        p, q = ops.where(descending, q, p), ops.where(descending, p, q)
+    if keep is not None:
+        p, q = ops.where(keep, p, ops.ones_like(p)), ops.where(keep, q, ops.zeros_like(q))
+    return p, q
 
 
-def _mix(v, own, other, partner):
-    if len(v.shape) == 3:
-        own, other = own[:, :, None], other[:, :, None]
-    return own * v + other * ops.take(v, partner, axis=0)
+def _expand(w, v):
+    """Broadcasts per-(wire, batch) weights over the trailing rank axis of an attribution state."""
+    return w[..., None] if len(v.shape) > len(w.shape) else w
+
+
+def _stride_split(v, step):
+    """State rows of the step's region as ``(lo, hi)`` of shape (blocks, span, ...), and the rows around it."""
+    end = step.offset + step.blocks * 2 * step.span
+    region = v[step.offset : end]
+    region = ops.reshape(region, (step.blocks, 2, step.span) + tuple(v.shape[1:]))
+    return region[:, 0], region[:, 1], v[: step.offset], v[end:]
+
+
+def _stride_join(out_lo, out_hi, before, after, step):
+    region = ops.stack([out_lo, out_hi], axis=1)
+    region = ops.reshape(region, (step.blocks * 2 * step.span,) + tuple(out_lo.shape[2:]))
+    parts = [t for t in (before, region, after) if t.shape[0]]
+    return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
+
+
+def _mix(lo, hi, p, q):
+    p, q = _expand(p, lo), _expand(q, lo)
+    return p * lo + q * hi, q * lo + p * hi
+
+
+def _stride_masks(step, dtype_like):
+    shape = (step.blocks, step.span, 1)
+    keep = None if step.keep.all() else ops.convert_to_tensor(step.keep.reshape(shape))
+    descending = None if not step.descending.any() else ops.convert_to_tensor(step.descending.reshape(shape))
+    return keep, descending
+
+
+def _permute(v, index):
+    return ops.take(v, ops.convert_to_tensor(index), axis=0)
 
 
 def _network_topk(x, network, k, beta, distribution, art_lambda, rows):
-    n = network.n
-    x = ops.transpose(x)
-    if rows is not None:
-        rows = ops.transpose(rows)
-    weights = []
-    for layer in network.layers:
-        if layer.num_comparators == 0:
+    """Runs the network's execution plan on wire-major state (wires, batch): reshapes, no element gathers.
+
+    With ``rows`` the rows are pushed forward with the scores; otherwise the
+    top-k columns of the identity are swept back through the layers' saved
+    weights (each layer is symmetric, so its transpose is itself).
+    """
+    plan = sorting_networks.execution_plan(network.kind, network.n, k)
+    states = [ops.transpose(x)] + ([] if rows is None else [ops.transpose(rows)])
+    if plan.pad:
+        states = [ops.pad(v, [[plan.pad, 0], [0, 0]]) for v in states]
+    saved = []
+    for step in plan.steps:
+        if isinstance(step, sorting_networks.PermStep):
+            states = [_permute(v, step.index) for v in states]
+            saved.append(None)
             continue
-        own, other = _layer_weights(x, layer, distribution, beta, art_lambda)
-        x = _mix(x, own, other, layer.partner)
-        if rows is not None:
-            rows = _mix(rows, own, other, layer.partner)
+        if isinstance(step, sorting_networks.StrideStep):
+            keep, descending = _stride_masks(step, states[0])
+            lo, hi, before, after = _stride_split(states[0], step)
+            p, q = _comparator(lo, hi, distribution, beta, art_lambda, keep, descending)
+            new = []
+            for v in states:
+                if v is not states[0]:
+                    lo, hi, before, after = _stride_split(v, step)
+                new.append(_stride_join(*_mix(lo, hi, p, q), before, after, step))
+            states = new
         else:
-            weights.append((own, other, layer.partner))
-    top_wires = list(range(n - 1, n - 1 - k, -1))
+            c = step.count
+            lo, hi = states[0][:c], states[0][c : 2 * c]
+            p, q = _comparator(lo, hi, distribution, beta, art_lambda)
+            states = [ops.concatenate([*_mix(v[:c], v[c : 2 * c], p, q), v[2 * c :]], axis=0) for v in states]
+        saved.append((p, q))
     if rows is not None:
-        return ops.transpose(ops.take(rows, top_wires, axis=0))
-    # Columns of the identity for the top k output wires, in rank order, swept
-    # back through the transposed (= same, symmetric) layers.
-    eye = ops.cast(ops.eye(n, dtype="float32")[:, n - k :][:, ::-1], x.dtype)
-    attribution = ops.broadcast_to(eye[:, None, :], (n, ops.shape(x)[1], k))
-    for own, other, partner in reversed(weights):
-        attribution = _mix(attribution, own, other, partner)
-    return ops.transpose(attribution, (1, 0, 2))
+        return ops.transpose(_permute(states[1], plan.top))
+    # Columns of the identity for the rank-ordered top wires, in the final row order.
+    eye = np.zeros((plan.wires, k), dtype=np.float32)
+    eye[plan.top, np.arange(k)] = 1.0
+    state = ops.broadcast_to(ops.cast(eye, x.dtype)[:, None, :], (plan.wires, ops.shape(x)[0], k))
+    for step, weights in zip(reversed(plan.steps), reversed(saved)):
+        if isinstance(step, sorting_networks.PermStep):
+            state = _permute(state, step.inverse)
+        elif isinstance(step, sorting_networks.StrideStep):
+            lo, hi, before, after = _stride_split(state, step)
+            state = _stride_join(*_mix(lo, hi, *weights), before, after, step)
+        else:
+            c = step.count
+            state = ops.concatenate([*_mix(state[:c], state[c : 2 * c], *weights), state[2 * c :]], axis=0)
+    return ops.transpose(state[plan.pad :], (1, 0, 2))
 
 
 def _neuralsort_topk(s, k, tau):

@@ -13,6 +13,16 @@ share a layer changes the relaxed result, not only the hard one.
 
 Networks are built once per ``(kind, n, k)`` and cached; they hold only index
 arrays of length ``n`` per layer, never ``n x n`` matrices.
+
+``execution_plan`` turns a network into steps that run without per-element
+gathers: the wires are padded at the front to ``N`` (a power of two for
+bitonic and splitter_selection) so that a layer whose comparators all span the
+same stride ``s`` and sit in aligned blocks of ``2 s`` wires is a reshape into
+``(blocks, 2, s)``, an elementwise comparator and a reshape back ("stride"
+steps; comparators missing from a block are masked to the identity). The other
+layers (splitter_selection's later, sparse ones) keep the wires in a permuted
+order with the layer's ``a`` wires first and its ``b`` wires next, so each costs
+one permutation of whole wire rows ("perm" then "pairs" steps).
 """
 
 import dataclasses
@@ -212,3 +222,114 @@ def build_network(kind, n, k=None):
         comps = _splitter_selection_layers(n, k)
     layers = tuple(_make_layer(n, c) for c in comps)
     return Network(kind, n, k if k is not None else n, layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrideStep:
+    """Comparators on wires ``offset + 2 s i + j`` and ``+ s`` (``i < blocks``, ``j < s``) of the state.
+
+    ``keep[i, j]`` is False where the block has no comparator (identity);
+    ``descending[i, j]`` is True where the comparator writes the maximum to its
+    lower wire.
+    """
+
+    offset: int
+    blocks: int
+    span: int
+    keep: np.ndarray
+    descending: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class PermStep:
+    """Reorders the state's wire rows: ``new = old[index]``; ``inverse`` undoes it."""
+
+    index: np.ndarray
+    inverse: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class PairsStep:
+    """``c`` comparators on state rows ``[0, c)`` (their ``a`` wires) and ``[c, 2c)`` (``b`` wires).
+
+    Afterwards rows ``[0, c)`` hold the soft minima and ``[c, 2c)`` the soft maxima.
+    """
+
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Steps of a network on ``wires`` state rows: ``pad`` zero rows, then the ``n`` inputs.
+
+    ``top[j]``: the state row that holds rank ``j`` (wire ``n - 1 - j``) at the end.
+    """
+
+    n: int
+    wires: int
+    pad: int
+    steps: tuple
+    top: np.ndarray
+
+
+def _stride_step(layer, pad, wires):
+    """The layer as a StrideStep on the padded state, or None if it is not one."""
+    a, b = layer.a + pad, layer.b + pad
+    spans = np.unique(b - a)
+    if spans.size != 1:
+        return None
+    span = int(spans[0])
+    # Blocks aligned at row 0 (bitonic, splitter), else at the first comparator (odd-even's odd layers).
+    for offset in (0, int(a.min()) % (2 * span)):
+        blocks = (wires - offset) // (2 * span)
+        if np.all((a - offset) % (2 * span) < span) and np.all(b < offset + blocks * 2 * span):
+            break
+    else:
+        return None
+    keep = np.zeros((blocks, span), dtype=bool)
+    descending = np.zeros((blocks, span), dtype=bool)
+    i, j = (a - offset) // (2 * span), (a - offset) % (2 * span)
+    keep[i, j] = True
+    descending[i, j] = layer.min_wire != layer.a
+    return StrideStep(offset, blocks, span, keep, descending)
+
+
+def _permutation(index):
+    index = np.asarray(index, dtype=np.int32)
+    inverse = np.empty_like(index)
+    inverse[index] = np.arange(index.size, dtype=np.int32)
+    return PermStep(index, inverse)
+
+
+@functools.lru_cache(maxsize=64)
+def execution_plan(kind, n, k):
+    """The gather-free steps of ``build_network(kind, n, k)`` (see the module docstring), for its top ``k``."""
+    network = build_network(kind, n, k)
+    layers = [layer for layer in network.layers if layer.num_comparators]
+    pad = 0
+    if network.kind in ("bitonic", "splitter_selection") and n > 1:
+        pad = 2 ** math.ceil(math.log2(n)) - n
+    wires = n + pad
+    order = np.arange(wires)  # order[r]: the wire (padded numbering) held by state row r
+    steps = []
+    for layer in layers:
+        step = _stride_step(layer, pad, wires)
+        # A stride step costs O(wires); a permutation plus pairs costs O(wires) copies and O(c) maths:
+        # take the stride step when the order is natural and the layer is not too sparse.
+        natural = np.array_equal(order, np.arange(wires))
+        if step is not None and (natural or layer.num_comparators * 4 >= wires):
+            if not natural:
+                steps.append(_permutation(np.argsort(order)))
+                order = np.arange(wires)
+            steps.append(step)
+            continue
+        a, b = layer.a + pad, layer.b + pad
+        touched = np.concatenate([a, b])
+        rest = order[~np.isin(order, touched)]
+        position = np.argsort(order)
+        steps.append(_permutation(position[np.concatenate([touched, rest])]))
+        steps.append(PairsStep(layer.num_comparators))
+        order = np.concatenate([layer.min_wire + pad, layer.max_wire + pad, rest])
+    position = np.argsort(order)
+    top = position[np.arange(n - 1, n - 1 - k, -1) + pad].astype(np.int32)
+    return Plan(n, wires, pad, tuple(steps), top)

@@ -142,3 +142,46 @@ def test_attribution_matches_the_reference(method, distribution, rng):
     _, ref = loss.top_k_net(torch.tensor(x))
     ours = np.asarray(soft_topk(x, k, method=method, inverse_temperature=0.7, distribution=distribution))
     np.testing.assert_allclose(ours, ref.numpy()[:, :, ::-1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_row_of_minus_inf_gives_a_finite_attribution(method):
+    x = np.full((2, 9), -np.inf)
+    x[1, 3] = 0.5  # one live class among masked ones: it takes rank 0
+    a = np.asarray(soft_topk(x, 3, method=method, inverse_temperature=2.0))
+    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-6)
+    if method != "softsort":  # softsort spreads rank 0 over the tied floor too
+        assert a[1, 3, 0] > 0.99
+
+
+def test_soft_topk_runs_under_the_torch_backend_for_every_method():
+    pytest.importorskip("torch")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, json; from keras_topk.ops import soft_topk, METHODS; "
+        "x = np.random.default_rng(0).normal(size=(3, 13)); "
+        "out = {m: np.asarray(soft_topk(x, 4, method=m, inverse_temperature=0.7).cpu().numpy()).tolist() "
+        "for m in METHODS}; "
+        "out['inf'] = bool(np.isfinite(soft_topk(np.full((2, 13), -np.inf), 4).cpu().numpy()).all()); "
+        "print('RESULT', json.dumps(out))"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    out = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert out.pop("inf") is True
+    x = np.random.default_rng(0).normal(size=(3, 13))
+    for method in NETWORKS:
+        ref = np.stack([numpy_topk.attribution(row, 4, method, 0.7, "logistic_phi", 0.5) for row in x])
+        np.testing.assert_allclose(np.array(out[method]), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.array(out["neuralsort"]), np.stack([numpy_topk.neuralsort_attribution(r, 4, 1 / 0.7) for r in x]),
+        rtol=1e-9, atol=1e-12,
+    )

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_topk.ops import build_network
+from keras_topk.ops import sorting_networks
 from tests.references import difftopk_reference
 
 
@@ -109,3 +110,52 @@ def test_layouts_match_the_reference(kind, n, k):
             lo, hi = int(np.argmax(comb_min[:, row])), int(np.argmax(comb_max[:, row]))
             ref_comps.add((a, b, lo, hi))
         assert set(ours) == ref_comps
+
+
+def _run_plan_hard(plan, values):
+    """Executes an execution plan with exact comparators, in NumPy, on wire-major state."""
+    state = np.concatenate([np.zeros((plan.pad,) + values.shape[1:]), values], axis=0)
+    for step in plan.steps:
+        if isinstance(step, sorting_networks.PermStep):
+            state = state[step.index]
+        elif isinstance(step, sorting_networks.StrideStep):
+            end = step.offset + step.blocks * 2 * step.span
+            region = state[step.offset : end].reshape((step.blocks, 2, step.span) + state.shape[1:]).copy()
+            lo, hi = region[:, 0].copy(), region[:, 1].copy()
+            keep = step.keep.reshape(step.keep.shape + (1,) * (state.ndim - 1))
+            desc = step.descending.reshape(keep.shape)
+            small, large = np.minimum(lo, hi), np.maximum(lo, hi)
+            region[:, 0] = np.where(keep, np.where(desc, large, small), lo)
+            region[:, 1] = np.where(keep, np.where(desc, small, large), hi)
+            state[step.offset : end] = region.reshape((-1,) + state.shape[1:])
+        else:
+            c = step.count
+            lo, hi = state[:c].copy(), state[c : 2 * c].copy()
+            state[:c], state[c : 2 * c] = np.minimum(lo, hi), np.maximum(lo, hi)
+    return state[plan.top]
+
+
+@pytest.mark.parametrize("kind", sorting_networks.NETWORKS)
+@pytest.mark.parametrize("n,k", [(2, 1), (7, 3), (16, 5), (37, 5), (100, 5), (64, 64)])
+def test_execution_plan_computes_what_the_network_computes(kind, n, k, rng):
+    plan = sorting_networks.execution_plan(kind, n, k)
+    net = sorting_networks.build_network(kind, n, k)
+    x = rng.normal(size=(n, 30))
+    expected = net.apply_hard(x.T).T[n - 1 : n - 1 - k : -1] if k < n else net.apply_hard(x.T).T[::-1]
+    np.testing.assert_array_equal(_run_plan_hard(plan, x), expected)
+    # And it ranks: the top k of each column in descending order.
+    np.testing.assert_array_equal(_run_plan_hard(plan, x), -np.sort(-x, axis=0)[:k])
+
+
+@pytest.mark.parametrize("n", [5, 16, 100])
+def test_sorting_network_plans_have_no_gathers(n):
+    # Bitonic and odd-even layers act at a fixed stride: every layer is a reshape, never a permutation.
+    for kind in ("bitonic", "odd_even"):
+        plan = sorting_networks.execution_plan(kind, n, 3)
+        assert all(isinstance(s, sorting_networks.StrideStep) for s in plan.steps), kind
+    # splitter_selection: its first splitter over all lanes is log2(N) stride steps, the sparse rest
+    # one permutation of whole rows per layer.
+    plan = sorting_networks.execution_plan("splitter_selection", n, 3)
+    strides = [s for s in plan.steps if isinstance(s, sorting_networks.StrideStep)]
+    assert len(strides) >= int(np.ceil(np.log2(n)))
+    assert plan.wires == 2 ** int(np.ceil(np.log2(n)))
