@@ -60,6 +60,17 @@ def concrete_value(x):
         return np.asarray(x)
     if backend == "numpy":
         return np.asarray(x)
+    if backend == "torch":
+        import torch
+
+        # PyTorch runs eagerly, except under torch.compile (Keras's
+        # jit_compile=True for torch), whose traced tensors have no values.
+        compiler = getattr(torch, "compiler", None)
+        if compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling():
+            return None
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+        return None
     return None
 
 
