@@ -404,6 +404,18 @@ class ConformalSets:
         lam: the RAPS penalty weight (unused by the other methods).
         k_reg: the RAPS position from which the penalty applies.
         n_calibration: the number of calibration examples.
+
+    Example:
+
+    >>> sets = ConformalSets(method="topk", alpha=0.1, threshold=1.0)  # usually from `calibrate`
+    >>> sets.k_hat
+    2
+    >>> sets.predict(np.array([[0.1, 2.0, 1.0, 3.0]])).tolist()
+    [[False, True, False, True]]
+    >>> sets.predict(np.array([[0.1, 2.0, 1.0, 3.0], [1.0, 1.0, 1.0, 0.0]])).tolist()[1]  # a 3-way tie
+    [False, False, False, False]
+    >>> [a.tolist() for a in sets.predict_indices(np.array([[0.1, 2.0, 1.0, 3.0]]))]
+    [[3, 1]]
     """
 
     method: str
@@ -612,6 +624,15 @@ def predict_sets(model, x, conformal_sets, *, batch_size=None, seed=None, as_ind
 
     Returns:
         Boolean masks of shape ``(..., n)``, or a list of index arrays.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Identity()])  # logits = inputs
+    >>> sets = ConformalSets(method="topk", alpha=0.1, threshold=1.0)
+    >>> x = np.array([[0.5, 2.0, 1.0], [3.0, 0.0, 1.0]], dtype="float32")
+    >>> [a.tolist() for a in predict_sets(model, x, sets, as_indices=True)]
+    [[1, 2], [0, 2]]
     """
     if not isinstance(conformal_sets, ConformalSets):
         raise ValueError(
