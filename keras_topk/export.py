@@ -18,8 +18,6 @@ from keras_topk import _config
 
 __all__ = ["export_with_loss"]
 
-__all__ = ["export_with_loss"]
-
 
 def export_with_loss(
     model,
