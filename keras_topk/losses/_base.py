@@ -30,6 +30,7 @@ unmasked steps), ``sample_weight`` and the reduction; and it warns once when
 """
 
 import dataclasses
+import inspect
 import warnings
 
 import keras
@@ -39,7 +40,7 @@ from keras import ops
 from keras_topk import _backend
 from keras_topk import _inputs
 
-__all__ = ["Config", "TopKLoss", "per_sample_losses"]
+__all__ = ["Config", "TopKLoss", "per_sample_losses", "takes_config"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,27 @@ class Config:
             name: list(value) if isinstance(value, tuple) else value
             for name, value in self.as_kwargs().items()
         }
+
+
+def takes_config(config_class):
+    """Gives a pure function ``fn(y_true, y_pred, **config)`` the signature of its configuration.
+
+    The arguments and defaults are written once, on the frozen `Config`; the
+    function validates them by building it (unknown names raise TypeError).
+    """
+
+    def decorate(fn):
+        parameters = [
+            inspect.Parameter("y_true", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("y_pred", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        ] + [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+            for f in dataclasses.fields(config_class)
+        ]
+        fn.__signature__ = inspect.Signature(parameters)
+        return fn
+
+    return decorate
 
 
 def per_sample_losses(y_true, y_pred, maths, *, dense_rows=False, check_classes=None, floor_scale=1.0):
@@ -145,8 +167,8 @@ class TopKLoss(keras.losses.Loss):
     """A ``keras.losses.Loss`` whose ``call`` is its public pure function.
 
     Subclasses set ``function`` (the pure function, keyword configuration)
-    and store their validated configuration (a frozen `Config`) with
-    `_configure`. Unlike Keras's base class, integer labels stay integers
+    and pass their validated configuration (a frozen `Config`) to
+    ``__init__``, which exposes its fields as attributes. Unlike Keras's base class, integer labels stay integers
     (they index classes), and float64 scores stay float64 while half precision
     is computed in float32, whatever the loss's dtype.
     """
@@ -155,10 +177,11 @@ class TopKLoss(keras.losses.Loss):
     # Arguments renamed since a release: {old name: new name}, for from_config.
     renamed_arguments = {}
 
-    def _configure(self, config):
+    def __init__(self, config, *, name, reduction, dtype):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self._topk_config = config
-        for name, value in config.as_kwargs().items():
-            setattr(self, name, value)
+        for field, value in config.as_kwargs().items():
+            setattr(self, field, value)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         mask = _backend.get_keras_mask(y_pred)

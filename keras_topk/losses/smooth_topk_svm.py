@@ -238,8 +238,8 @@ class SmoothTopKSVM(TopKLoss):
     function = staticmethod(smooth_topk_svm)
 
     def __init__(self, k=5, tau=1.0, alpha=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(name=name or "smooth_topk_svm", reduction=reduction, dtype=dtype)
-        self._configure(SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha))
+        config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
+        super().__init__(config, name=name or "smooth_topk_svm", reduction=reduction, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")
@@ -278,5 +278,4 @@ class TopKSVM(TopKLoss):
     function = staticmethod(topk_svm)
 
     def __init__(self, k=5, alpha=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(name=name or "topk_svm", reduction=reduction, dtype=dtype)
-        self._configure(TopKSVMConfig(k=k, alpha=alpha))
+        super().__init__(TopKSVMConfig(k=k, alpha=alpha), name=name or "topk_svm", reduction=reduction, dtype=dtype)

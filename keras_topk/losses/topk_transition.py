@@ -392,13 +392,9 @@ class TopKTransitionLoss(TopKLoss):
         name="topk_transition",
         dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self._configure(
-            TransitionConfig(
-                k=k, transition=transition, weight=weight, group=group, weight_start=weight_start,
-                weight_end=weight_end, transition_steps=transition_steps, momentum=momentum,
-            )
-        )
+        config = TransitionConfig(k=k, transition=transition, weight=weight, group=group, weight_start=weight_start,
+                                  weight_end=weight_end, transition_steps=transition_steps, momentum=momentum)
+        super().__init__(config, name=name, reduction=reduction, dtype=dtype)
         initial = self.weight if self.transition == "constant" else self.weight_start
         self.state = TransitionState(initial_weight=initial, name=f"{self.name}_weight")
 

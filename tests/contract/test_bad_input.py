@@ -91,7 +91,7 @@ class Row:
     raises: object = None  # exception type(s), for "raises" rows
     match: str = None  # text the message must contain
     check: object = None  # check(obj, result) for "result" rows
-    backends: tuple = ("tensorflow", "jax")
+    backends: tuple = ("tensorflow", "jax", "torch")
 
 
 def _build(cls, **kwargs):
@@ -196,6 +196,12 @@ def _gradient(loss, y, s):
             tape.watch(x)
             value = loss(y, x)
         return tape.gradient(value, x).numpy()
+    if BACKEND == "torch":
+        import torch
+
+        x = torch.tensor(s, requires_grad=True)
+        loss(y, x).backward()
+        return x.grad.numpy()
     import jax
 
     return np.asarray(jax.grad(lambda x: loss(y, x))(s))
@@ -222,6 +228,45 @@ def _check_nan_scores(obj, values):
         assert np.all(np.isnan(values[[2, 5]])) and np.all(np.isfinite(values[(rows != 2) & (rows != 5)]))
     else:
         assert values[5] == 0.0 and np.all(np.isin(values, (0.0, 1.0)))
+
+
+def _masked_label_class(obj):
+    """Row 2's label class is -inf, row 4 is all -inf: the label cannot be reached."""
+    s, y = _scores()
+    s[2, y[2]] = -np.inf
+    s[4, :] = -np.inf
+    return per_sample(obj, y, s)
+
+
+def _check_masked_label_class(obj, values):
+    rows = np.arange(len(values))
+    assert np.all(np.isfinite(values))
+    if isinstance(obj, keras.losses.Loss):
+        # Loss 0 (and no gradient, tests/contract/test_masks_and_non_finite.py): the
+        # sample drops out as a masked step does.
+        assert values[2] == 0.0 and values[4] == 0.0
+    else:
+        # The label ranks below every other class: a miss.
+        assert values[2] == 0.0 and values[4] == 0.0 and np.all(np.isin(values, (0.0, 1.0)))
+    s, y = _scores()
+    others = (rows != 2) & (rows != 4)
+    np.testing.assert_allclose(values[others], per_sample(obj, y, s)[others], rtol=1e-6, atol=1e-7)
+
+
+def _plus_inf_scores(obj):
+    """+inf (a float16 overflow): as NaN for a loss; the highest score for a metric."""
+    s, y = _scores()
+    s[2, (y[2] + 1) % N] = np.inf  # another class's score
+    s[5, y[5]] = np.inf  # the label's score
+    if isinstance(obj, keras.losses.Loss):
+        return per_sample(obj, y, s)
+    values = per_sample(obj, y, s)
+    np.testing.assert_array_equal(values, per_sample(obj, y, np.where(np.isinf(s), np.finfo("float32").max, s)))
+    # Shaped as _check_nan_scores expects of a metric: the label's +inf is a hit.
+    assert values[5] == 1.0
+    values = values.copy()
+    values[5] = 0.0
+    return values
 
 
 def _k_at_least_classes(obj):
@@ -322,12 +367,15 @@ ROWS = [
     Row("labels_out_of_range_in_graph", ALL, _labels_out_of_range_in_graph, "InvalidArgumentError",
         f"Labels must be class indices in [0, {N})", backends=("tensorflow",)),
     # --- documented results ------------------------------------------------------
-    Row("labels_out_of_range_under_xla", ALL, _labels_out_of_range_under_xla, check=_check_finite),
+    Row("labels_out_of_range_under_xla", ALL, _labels_out_of_range_under_xla, check=_check_finite,
+        backends=("tensorflow", "jax")),
     Row("empty_batch", ALL, _empty_batch, check=_check_empty),
     Row("masked_classes_minus_inf", ALL, _masked_classes, check=_check_finite),
     Row("masked_classes_minus_inf_one_hot", ALL, lambda obj: _masked_classes(obj, one_hot=True),
         check=_check_finite),
+    Row("masked_label_class", ALL, _masked_label_class, check=_check_masked_label_class),
     Row("nan_scores", ALL, _nan_scores, check=_check_nan_scores),
+    Row("plus_inf_scores", ALL, _plus_inf_scores, check=_check_nan_scores),
     Row("k_at_least_num_classes",
         [("TopKAccuracy", _build(M.TopKAccuracy, k=N)),
          ("MultiTopKAccuracy", _build(M.MultiTopKAccuracy, ks=(N, 2 * N)))],

@@ -326,6 +326,51 @@ def test_linear_schedule_moves_during_fit_and_not_during_evaluation(rng):
     assert int(keras.ops.convert_to_numpy(loss.state.steps)) == 3
 
 
+def test_one_loss_instance_in_two_models_is_refused_with_a_clear_error(rng):
+    x, y = _data(rng)
+    loss = TopKTransitionLoss(k=2, transition="linear", transition_steps=3)
+    first, second = _model(loss), _model(loss)
+    first.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()])
+    assert loss.current_weight == 1.0
+    # The second model would start at w = 1: refused, naming both models.
+    with pytest.raises(ValueError, match=f"already used by the model `{first.name}`"):
+        second.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()])
+    # Its own instance works; the first model keeps training with its loss.
+    second.compile(keras.optimizers.SGD(0.3), loss=TopKTransitionLoss.from_config(loss.get_config()))
+    second.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()])
+    assert second.loss.current_weight == 1.0 and second.loss.state is not loss.state
+    first.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()])
+
+
+def test_two_transition_losses_in_one_model_log_two_keys(rng):
+    x, y = _data(rng)
+    inputs = keras.Input((6,))
+    outputs = {"coarse": keras.layers.Dense(7, name="coarse")(inputs),
+               "fine": keras.layers.Dense(7, name="fine")(inputs)}
+    model = keras.Model(inputs, outputs)
+    losses = {
+        "coarse": TopKTransitionLoss(k=2, transition="linear", transition_steps=3),
+        "fine": TopKTransitionLoss(k=2, transition="linear", transition_steps=6),
+    }
+    model.compile(keras.optimizers.SGD(0.1), loss=losses)
+    history = model.fit(x, {"coarse": y, "fine": y}, batch_size=16, epochs=1, verbose=0,
+                        callbacks=[TransitionCallback()])
+    assert history.history["coarse_topk_transition_weight"] == [pytest.approx(1.0)]
+    assert history.history["fine_topk_transition_weight"] == [pytest.approx(0.5)]
+    # Distinct names need no prefix.
+    named = [TopKTransitionLoss(k=2, transition="constant", weight=0.25, name="a"),
+             TopKTransitionLoss(k=2, transition="constant", weight=0.75, name="b")]
+    model.compile(keras.optimizers.SGD(0.1), loss={"coarse": named[0], "fine": named[1]})
+    history = model.fit(x, {"coarse": y, "fine": y}, batch_size=16, epochs=1, verbose=0,
+                        callbacks=[TransitionCallback()])
+    assert history.history["a_weight"] == [0.25] and history.history["b_weight"] == [0.75]
+
+
+def test_callback_lives_in_keras_topk_callbacks():
+    assert keras_topk.callbacks.TransitionCallback is TransitionCallback
+    assert keras_topk.losses.TransitionCallback is TransitionCallback
+
+
 @pytest.mark.skipif(keras.backend.backend() == "torch", reason="PyTorch needs steps_per_execution=1")
 def test_steps_per_execution_counts_every_step(rng):
     x, y = _data(rng, b=64)
