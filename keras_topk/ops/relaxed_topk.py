@@ -181,6 +181,10 @@ def _network_topk(x, network, k, beta, distribution, art_lambda, rows):
             states = [_permute(v, step.index) for v in states]
             saved.append(None)
             continue
+        if isinstance(step, sorting_networks.Compact):
+            states = [_permute(v, step.rows) for v in states]
+            saved.append(None)
+            continue
         if isinstance(step, sorting_networks.StrideStep):
             keep, descending = _stride_masks(step, states[0])
             lo, hi, before, after = _stride_split(states[0], step)
@@ -206,6 +210,9 @@ def _network_topk(x, network, k, beta, distribution, art_lambda, rows):
     for step, weights in zip(reversed(plan.steps), reversed(saved)):
         if isinstance(step, sorting_networks.PermStep):
             state = _permute(state, step.inverse)
+        elif isinstance(step, sorting_networks.Compact):
+            # Back among the dropped rows, whose attribution to the top k is zero.
+            state = _permute(ops.concatenate([state, ops.zeros_like(state[:1])], axis=0), step.expand)
         elif isinstance(step, sorting_networks.StrideStep):
             lo, hi, before, after = _stride_split(state, step)
             state = _stride_join(*_mix(lo, hi, *weights), before, after, step)

@@ -260,9 +260,11 @@ class PairsStep:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Steps of a network on ``wires`` state rows: ``pad`` zero rows, then the ``n`` inputs.
+    """Steps of a network on state rows: ``pad`` zero rows, then the ``n`` inputs.
 
-    ``top[j]``: the state row that holds rank ``j`` (wire ``n - 1 - j``) at the end.
+    ``wires``: the number of state rows at the end (fewer than ``n + pad``
+    after a Compact step). ``top[j]``: the state row that holds rank ``j``
+    (wire ``n - 1 - j``) at the end.
     """
 
     n: int
@@ -301,24 +303,60 @@ def _permutation(index):
     return PermStep(index, inverse)
 
 
+@dataclasses.dataclass(frozen=True)
+class Compact:
+    """Keeps the state rows ``rows`` (in that order) and drops the others, which no later step reads.
+
+    Its transpose puts the kept rows back among zero rows: ``full = concat(kept, [0])[expand]``.
+    """
+
+    rows: np.ndarray
+    expand: np.ndarray
+
+
 @functools.lru_cache(maxsize=64)
 def execution_plan(kind, n, k):
-    """The gather-free steps of ``build_network(kind, n, k)`` (see the module docstring), for its top ``k``."""
+    """The gather-free steps of ``build_network(kind, n, k)`` (see the module docstring), for its top ``k``.
+
+    After the last stride step, the state keeps only the wires that the
+    remaining (sparse) layers touch and the top ``k`` output wires: a selection
+    network's later layers refine the few wires still in the running (28 of
+    128 for n = 100, k = 5), so their permutations need not move the others.
+    """
     network = build_network(kind, n, k)
     layers = [layer for layer in network.layers if layer.num_comparators]
     pad = 0
     if network.kind in ("bitonic", "splitter_selection") and n > 1:
         pad = 2 ** math.ceil(math.log2(n)) - n
     wires = n + pad
-    order = np.arange(wires)  # order[r]: the wire (padded numbering) held by state row r
-    steps = []
+    top_wires = np.arange(n - 1, n - 1 - k, -1) + pad
+    # First pass: which layers run as stride steps. A stride step needs the natural order and costs
+    # O(wires); a permutation plus pairs costs O(wires) copies and O(c) maths: take the stride step
+    # when the order is natural or the layer is not too sparse.
+    strided, natural = [], True
     for layer in layers:
         step = _stride_step(layer, pad, wires)
-        # A stride step costs O(wires); a permutation plus pairs costs O(wires) copies and O(c) maths:
-        # take the stride step when the order is natural and the layer is not too sparse.
-        natural = np.array_equal(order, np.arange(wires))
-        if step is not None and (natural or layer.num_comparators * 4 >= wires):
-            if not natural:
+        use = step is not None and (natural or layer.num_comparators * 4 >= wires)
+        strided.append(step if use else None)
+        natural = use
+    tail_start = max([i + 1 for i, st in enumerate(strided) if st is not None], default=0)
+    order = np.arange(wires)  # order[r]: the wire (padded numbering) held by state row r
+    steps = []
+    for i, (layer, step) in enumerate(zip(layers, strided)):
+        if i == tail_start:
+            live = set(top_wires.tolist())
+            for later in layers[i:]:
+                live |= set((later.a + pad).tolist()) | set((later.b + pad).tolist())
+            if len(live) < order.size:
+                position = np.full(wires, -1)
+                position[order] = np.arange(order.size)
+                rows = np.array(sorted(position[w] for w in live), dtype=np.int32)
+                expand = np.full(order.size, rows.size, dtype=np.int32)
+                expand[rows] = np.arange(rows.size, dtype=np.int32)
+                steps.append(Compact(rows, expand))
+                order = order[rows]
+        if step is not None:
+            if not np.array_equal(order, np.arange(wires)):
                 steps.append(_permutation(np.argsort(order)))
                 order = np.arange(wires)
             steps.append(step)
@@ -326,10 +364,12 @@ def execution_plan(kind, n, k):
         a, b = layer.a + pad, layer.b + pad
         touched = np.concatenate([a, b])
         rest = order[~np.isin(order, touched)]
-        position = np.argsort(order)
+        position = np.full(wires, -1)
+        position[order] = np.arange(order.size)
         steps.append(_permutation(position[np.concatenate([touched, rest])]))
         steps.append(PairsStep(layer.num_comparators))
         order = np.concatenate([layer.min_wire + pad, layer.max_wire + pad, rest])
-    position = np.argsort(order)
-    top = position[np.arange(n - 1, n - 1 - k, -1) + pad].astype(np.int32)
-    return Plan(n, wires, pad, tuple(steps), top)
+    position = np.full(wires, -1)
+    position[order] = np.arange(order.size)
+    top = position[top_wires].astype(np.int32)
+    return Plan(n, int(order.size), pad, tuple(steps), top)
