@@ -21,8 +21,9 @@ CE are paired by seed; the output gives 95% paired t-intervals and a verdict
 per paper claim. Every finished (condition, loss, seed) is saved under
 ``--output/cells``: rerun the same command to continue an interrupted study.
 
-Writes to ``--output``: ``results.json``, ``table.md``, ``verdicts.md``,
-``tuned_settings.json``, ``gain_vs_p.png``, ``accuracy_vs_k.png``, ``candidates.png``.
+Writes to ``--output``: ``results.json``, ``table.md`` (every condition and loss), ``gains.md`` (the
+gains over CE, one row per condition), ``verdicts.md``, ``settings.md`` and ``tuned_settings.json`` (the
+tuning), ``gain_vs_p.png``, ``accuracy_vs_k.png``, ``candidates.png``.
 """
 
 import argparse
@@ -264,7 +265,8 @@ def build_parser():
     parser.add_argument("--grid", choices=["default", "full"], default="default",
                         help="the tuning grid: default (4 runs per loss) or full (more settings; slower)")
     parser.add_argument("--embeddings", default=None, metavar="FILE.npz", help="your features, from examples.extract_embeddings")
-    parser.add_argument("--dataset", default=None, help="a tfds dataset: embeds it with --model first, then as --embeddings")
+    parser.add_argument("--dataset", default=None,
+                        help="a tfds dataset: embeds it once with --model (into --output/embeddings), then as --embeddings")
     parser.add_argument("--model", default="ResNet50", help="with --dataset: the keras.applications backbone")
     parser.add_argument("--weights", default="imagenet", help="with --dataset: 'imagenet', 'none' or a file")
     parser.add_argument("--image-size", type=int, default=224, help="with --dataset (default: %(default)s)")
@@ -282,10 +284,10 @@ def _user_data(args):
     if args.dataset:
         from examples import extract_embeddings
 
-        path = os.path.join("runs", "embeddings", f"{args.dataset}-{args.model}{'-mock' if args.mock_data else ''}.npz")
+        path = os.path.join(args.output, "embeddings", f"{args.dataset}-{args.model}{'-mock' if args.mock_data else ''}.npz")
         if not os.path.exists(path):
             extract_embeddings.main(["--dataset", args.dataset, "--model", args.model, "--weights", args.weights,
-                                     "--image-size", str(args.image_size), "--output", path]
+                                     "--image-size", str(args.image_size), "--output", path, "--verbose", "0"]
                                     + (["--mock-data", str(args.mock_data)] if args.mock_data else []))
         args.embeddings = path
     user, meta = load_user_embeddings(args.embeddings)
@@ -377,6 +379,10 @@ def main(argv=None):
         f.write(table + "\n")
     with open(os.path.join(output, "verdicts.md"), "w") as f:
         f.write(verdict_md + "\n")
+    with open(os.path.join(output, "gains.md"), "w") as f:
+        f.write(report.gains_table(summary, losses, labels) + "\n")
+    with open(os.path.join(output, "settings.md"), "w") as f:
+        f.write(report.settings_table(tuned, losses, labels) + "\n")
     with open(os.path.join(output, "tuned_settings.json"), "w") as f:
         json.dump(tuned, f, indent=1)
     command = "python -m examples.compare_losses " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -384,7 +390,7 @@ def main(argv=None):
                "summary": summary, "verdicts": verdicts, "bayes_limit": bayes, "per_seed": per_seed}
     with open(os.path.join(output, "results.json"), "w") as f:
         json.dump(payload, f, indent=1, default=float)
-    print(f"\nWrote {output}/results.json, table.md, verdicts.md, tuned_settings.json, gain_vs_p.png, "
+    print(f"\nWrote {output}/results.json, table.md, gains.md, verdicts.md, settings.md, tuned_settings.json, gain_vs_p.png, "
           f"accuracy_vs_k.png, candidates.png ({seconds / 60:.1f} min)")
     return payload
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["CLAIMS", "judge", "markdown_table", "paired_interval", "plot_accuracy_vs_k", "plot_candidates", "plot_gain_vs_p",
+__all__ = ["CLAIMS", "gains_table", "judge", "settings_table", "markdown_table", "paired_interval", "plot_accuracy_vs_k", "plot_candidates", "plot_gain_vs_p",
            "slope_interval", "summarize", "verdict_table"]
 
 COVERAGES = (0.9, 0.95, 0.99)
@@ -213,6 +213,52 @@ def markdown_table(summary, losses, labels, bayes=None):
     return "\n".join(lines)
 
 
+def gains_table(summary, losses, labels):
+    """One row per condition: each loss's paired top-1 and top-5 gain over CE (points), * where the 95% interval
+    excludes 0."""
+    others = [l for l in losses if l != "ce"]
+    header = "| condition | CE top-1 / top-5 (%) | " + " | ".join(f"{labels[l]} top-1 / top-5" for l in others) + " |"
+    lines = [header, "|---" * (len(others) + 2) + "|"]
+    for condition, rows in summary.items():
+        if "ce" not in rows:
+            continue
+        cells = []
+        for loss in others:
+            parts = []
+            for metric in ("top1", "top5"):
+                gain = rows.get(loss, {}).get(metric + "_gain")
+                if gain is None:
+                    parts.append("")
+                    continue
+                parts.append(f"{100 * gain[0]:+.2f}" + ("*" if direction(gain) != 0 else ""))
+            cells.append(" / ".join(parts))
+        ce = rows["ce"]
+        lines.append(f"| {condition} | {100 * ce['top1']:.1f} / {100 * ce['top5']:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def settings_table(tuned, losses, labels):
+    """How often each setting won the tuning, over the conditions."""
+    lines = ["| loss | chosen settings (number of conditions) |", "|---|---|"]
+    for loss in losses:
+        counts = {}
+        for rows in tuned.values():
+            if loss in rows:
+                chosen = dict(rows[loss]["chosen"])
+                chosen.pop("loss")
+                text = ", ".join(f"{k}={_setting_value(v)}" for k, v in chosen.items())
+                counts[text] = counts.get(text, 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+        lines.append(f"| {labels[loss]} | " + "; ".join(f"{text} ({n})" for text, n in ranked) + " |")
+    return "\n".join(lines)
+
+
+def _setting_value(v):
+    if isinstance(v, (list, tuple)):
+        return "(" + ",".join(f"{x:g}" for x in v) + ")"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 # --------------------------------------------------------------------------- #
 # Plots
 # --------------------------------------------------------------------------- #
@@ -311,12 +357,19 @@ def plot_candidates(path, summary, losses, labels, metric="cand99"):
     if not conditions:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(conditions) * len(losses) / 2), 4.2))
+    fig, ax = plt.subplots(figsize=(min(13.0, max(6.0, 0.8 * len(conditions) + 1)), 4.6))
     width = 0.8 / len(losses)
     x = np.arange(len(conditions))
     for i, loss in enumerate(losses):
         means = [summary[c].get(loss, {}).get(metric, np.nan) for c in conditions]
         ax.bar(x + (i - (len(losses) - 1) / 2) * width, means, width, color=COLORS.get(loss), label=labels[loss])
+        for c, xi, mean in zip(conditions, x + (i - (len(losses) - 1) / 2) * width, means):
+            gain = summary[c].get(loss, {}).get(metric + "_gain")
+            if gain is not None and direction(gain, METRICS[metric][1]) != 0:  # differs from CE at 95%
+                ax.annotate("+" if direction(gain, METRICS[metric][1]) > 0 else "-", (xi, mean), ha="center",
+                            va="bottom", fontsize=9, fontweight="bold", color=COLORS.get(loss))
+    ax.set_title(f"{METRICS[metric][0]}, mean over seeds; + / -: fewer / more than CE (paired 95% interval)",
+                 fontsize=10)
     ax.set_xticks(x)
     ax.set_xticklabels(conditions, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel(METRICS[metric][0] + " (fewer is better)")

@@ -125,6 +125,16 @@ def test_the_study_tunes_on_your_embeddings(embeddings_file, tmp_path, capsys):
     assert "Chosen settings" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~1 min: a backbone over mock images, then the study
+def test_the_study_embeds_a_tfds_dataset_first(tmp_path):
+    out = tmp_path / "cmp"
+    flags = ["--dataset", "cifar100", "--mock-data", "40", *TINY_APPLICATION, "--losses", "ce", "--seeds", "2",
+             "--max-epochs", "2", "--no-progress", "--output", str(out)]
+    payload = compare_losses.main(flags)
+    assert (out / "embeddings" / "cifar100-VGG16-mock.npz").exists()
+    assert list(payload["per_seed"]) == ["embeddings VGG16 cifar100"]
+
+
 def test_bad_flags_are_messages(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         common.run(compare_losses.main, ["--losses", "ce,hinge", "--output", str(tmp_path)])
