@@ -17,7 +17,11 @@ test run without PyTorch. Tolerances:
   times the reference's own float32 error. The factor 5: with the gaussian
   CDF, keras-topk's float32 gradient error is up to 4 times the reference's
   (7.4e-5 against 1.7e-5 in the worst case, splitter_selection/gaussian/smce);
-  every other case is within 1e-5 plus twice the reference's error. NeuralSort
+  every other case is within 1e-5 plus twice the reference's error. On
+  TensorFlow 2.16.2 (CI's floor) one case, odd_even/logistic_phi/smce at n = 16,
+  is off by 2.5e-4 of the largest entry, 23 times the reference's own error
+  (Keras 3.7 and 3.15 alike: TensorFlow's float32 kernels), so the factor is 25
+  below TensorFlow 2.21; float64 parity is the same there. NeuralSort
   (float32 only) is held to the reference's float32 to rtol 1e-5 and 1e-5 of
   the largest gradient entry.
 - SVMs (values per sample; the reference's smooth module switches a row to the
@@ -39,8 +43,10 @@ test run without PyTorch. Tolerances:
 import json
 import pathlib
 
+import keras
 import numpy as np
 import pytest
+from packaging.version import Version
 
 from keras_topk.losses import TopKCrossEntropy, smooth_topk_svm, topk_svm
 from tests.references import autodiff
@@ -86,6 +92,20 @@ def test_the_cases_cover_the_grid():
     assert sum(int((~r["hard"]).sum()) for r in SVM_RESULTS if "hard" in r) > 10
 
 
+def _grad32_factor():
+    # See the module docstring: 5 on TensorFlow 2.21 (and JAX); TensorFlow 2.16.2,
+    # CI's floor, needs 23 in one case. Versions in between were not measured.
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if Version(tf.__version__) < Version("2.21"):
+            return 25
+    return 5
+
+
+GRAD32_FACTOR = _grad32_factor()
+
+
 def topk_ce(case, dtype="float32"):
     return TopKCrossEntropy(
         p_k=tuple(case["p_k"]), method=case["method"], inverse_temperature=case["inverse_temperature"],
@@ -115,7 +135,7 @@ def test_topk_cross_entropy_reference_case(i):
     np.testing.assert_allclose(value, ref["value64"], rtol=1e-5 + 2 * value_err)
     np.testing.assert_allclose(value, ref["value"], rtol=1e-5 + 3 * value_err)
     grad_err = np.abs(ref["grad"] - ref["grad64"]).max() / scale
-    np.testing.assert_allclose(grad, ref["grad64"], rtol=0, atol=(1e-5 + 5 * grad_err) * scale)
+    np.testing.assert_allclose(grad, ref["grad64"], rtol=0, atol=(1e-5 + GRAD32_FACTOR * grad_err) * scale)
 
 
 @pytest.mark.parametrize("i", range(len(SVM_META["cases"])), ids=svm_id)
