@@ -42,7 +42,8 @@ class Case:
         if self.loss == "topk_cross_entropy":
             m = p.get("m")
             where = f"m={m}" if m else f"all {self.classes} classes"
-            return f"TopKCrossEntropy {p['method']}, {where}, K={len(p['p_k'])}"
+            more = "".join(f", {k}={v}" for k, v in self.params if k not in ("p_k", "method", "m"))
+            return f"TopKCrossEntropy {p['method']}, {where}, K={len(p['p_k'])}{more}"
         if self.loss == "smooth_topk_svm":
             return f"SmoothTopKSVM k={p['k']}, tau={p['tau']}"
         if self.loss == "topk_svm":
@@ -89,10 +90,10 @@ def _short(v):
     return str(v).replace(" ", "")
 
 
-def topk_ce(group, batch, classes, method="splitter_selection", m="default", p_k=IMAGENET_P_K, skip=None):
+def topk_ce(group, batch, classes, method="splitter_selection", m="default", p_k=IMAGENET_P_K, skip=None, **extra):
     if m == "default":
         m = default_m(classes)
-    params = (("p_k", tuple(p_k)), ("method", method), ("m", m))
+    params = (("p_k", tuple(p_k)), ("method", method), ("m", m)) + tuple(extra.items())
     return Case(group, "topk_cross_entropy", params, batch, classes, skip)
 
 
@@ -139,6 +140,11 @@ def loss_grid(quick=False):
     cases.append(Case("imagenet", "topk_svm", (("k", 5),), b, n))
     for group in ("label", "predicted"):
         cases.append(Case("imagenet", "topk_transition", (("k", 5), ("weight", 0.5), ("group", group)), b, n))
+    # CIFAR-100 from scratch as the paper trains it: all 100 classes ranked, smce, inverse temperature 1/2.
+    for method in ("splitter_selection", "bitonic"):
+        cases.append(
+            topk_ce("cifar100", b, 100, method=method, m=None, top1_mode="smce", inverse_temperature=0.5)
+        )
     # How the cost scales with the number of classes (b = 512) ...
     for classes in (100, 10450):
         cases.append(topk_ce("classes", b, classes))

@@ -91,9 +91,11 @@ def worker(case_json, xla):
     print("MEMORY_RESULT " + json.dumps(out))
 
 
-def run(quick=False, xla=True, log=print, timeout_s=600):
+def run(quick=False, xla=True, log=print, timeout_s=600, keep=None):
     rows = []
     for case in memory_grid(quick, xla):
+        if keep is not None and not keep(case):
+            continue
         spec = case.as_dict()
         spec["params"] = [[k, list(v) if isinstance(v, tuple) else v] for k, v in case.params]
         cmd = [sys.executable, "-m", "benchmarks.memory", "--worker", json.dumps(spec), "--xla", "on" if xla else "off"]

@@ -48,6 +48,14 @@ def parse_args(argv=None):
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --repeats interleaved calls (default 3)")
     parser.add_argument(
+        "--groups", default=None,
+        help="comma-separated loss-grid groups to run (imagenet, cifar100, classes, batch, m_and_k; default all)",
+    )
+    parser.add_argument(
+        "--classes", default=None,
+        help="comma-separated numbers of classes: run only the loss and memory cases of these sizes (default all)",
+    )
+    parser.add_argument(
         "--backend", choices=("tensorflow", "jax"), default=None,
         help="Keras backend (default: KERAS_BACKEND, else tensorflow); must agree with KERAS_BACKEND if both set",
     )
@@ -62,6 +70,10 @@ def parse_args(argv=None):
     if args.backend and env and env != args.backend:
         parser.error(f"--backend {args.backend} disagrees with KERAS_BACKEND={env}")
     return args
+
+
+def wanted_size(args, case):
+    return not args.classes or case.classes in {int(c) for c in args.classes.split(",")}
 
 
 def select_backend(name):
@@ -118,6 +130,10 @@ def run_losses(args, log):
         log(f"losses, XLA {'on' if xla else 'off'}:")
         for case in grid.loss_grid(args.quick):
             if not xla and case.group not in grid.GROUPS_WITHOUT_XLA:
+                continue
+            if args.groups and case.group not in args.groups.split(","):
+                continue
+            if not wanted_size(args, case):
                 continue
             row = {**case.as_dict(), "xla": xla}
             if case.skip:
@@ -178,7 +194,7 @@ def run_memory(args, log):
     rows = []
     for xla in xla_modes(args.xla):
         log(f"memory, XLA {'on' if xla else 'off'}:")
-        rows += memory.run(args.quick, xla=xla, log=log)["rows"]
+        rows += memory.run(args.quick, xla=xla, log=log, keep=lambda case: wanted_size(args, case))["rows"]
     return {"rows": rows}
 
 
