@@ -21,7 +21,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FOLDERS = ("keras_topk", "examples", "tests", "benchmarks", "saved_models")
+# "." is the files at the top of the repository (conftest.py, setup.py if any).
+FOLDERS = ("keras_topk", "examples", "tests", "benchmarks", "saved_models", ".")
 
 # The installs each folder's code runs under ("core" is install_requires).
 # The package itself may import only its core requirements and the backends
@@ -33,6 +34,7 @@ INSTALLS = {
     # Tests and benchmarks may use any extra (the docs build test needs `docs`).
     "tests": None,
     "benchmarks": None,
+    ".": None,
 }
 
 # Imports that no extra can declare, each with why. They must sit in a
@@ -159,7 +161,8 @@ def undeclared_imports(root=ROOT, folders=FOLDERS, setup_cfg=None, dist_map=None
         allowed = set()
         for name in INSTALLS.get(folder) or tuple(installs):
             allowed |= installs.get(name, set())
-        for path in sorted((root / folder).rglob("*.py")):
+        paths = root.glob("*.py") if folder == "." else (root / folder).rglob("*.py")
+        for path in sorted(paths):
             for module, line in imports_of(path):
                 if module in skip or module in OPTIONAL_UNDECLARED:
                     continue
