@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_topk.losses.topk_transition import TopKTransitionLoss
+from keras_topk.losses import topk_transition as _topk_transition
 
 __all__ = ["TransitionCallback"]
 
@@ -11,7 +11,7 @@ def _find_transition_losses(loss, path=""):
     """``[(path, loss)]`` for every `TopKTransitionLoss` in a compiled loss structure."""
     if loss is None:
         return []
-    if isinstance(loss, TopKTransitionLoss):
+    if isinstance(loss, _topk_transition.TopKTransitionLoss):
         return [(path, loss)]
     if isinstance(loss, dict):
         items = [(str(key), item) for key, item in loss.items()]

@@ -174,8 +174,6 @@ class TopKLoss(keras.losses.Loss):
     """
 
     function = None
-    # Arguments renamed since a release: {old name: new name}, for from_config.
-    renamed_arguments = {}
 
     def __init__(self, config, *, name, reduction, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -225,11 +223,3 @@ class TopKLoss(keras.losses.Loss):
         config["dtype"] = self._dtype_policy.name
         config.update(self._topk_config.as_config())
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for old, new in cls.renamed_arguments.items():
-            if old in config:
-                config.setdefault(new, config.pop(old))
-        return cls(**config)

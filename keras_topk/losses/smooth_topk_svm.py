@@ -1,4 +1,4 @@
-"""Smooth top-k SVM (Berrada, Zisserman and Kumar, ICLR 2018) and the hard top-k SVM.
+"""Smooth top-k SVM (Berrada, Zisserman and Kumar, ICLR 2018); the hard one is in `topk_svm`.
 
 With scores ``s`` over ``n`` classes, label ``y``, the k-subsets ``S`` of the
 classes, margin ``alpha`` and temperature ``tau``:
@@ -39,7 +39,7 @@ from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
 from keras_topk.ops import ranking
 from keras_topk.ops import symmetric_polynomials
 
-__all__ = ["SmoothTopKSVM", "TopKSVM", "smooth_topk_svm", "topk_svm"]
+__all__ = ["SmoothTopKSVM", "smooth_topk_svm"]
 
 # The reference's switch: a sample uses the hard loss when
 # s_(k) - s_(k+1) >= k tau log(HARD_SWITCH_RATIO), i.e. when the (k+1)-th root is
@@ -60,18 +60,6 @@ class SmoothTopKSVMConfig(Config):
 
     def check_classes(self, n):
         _config.check_k_fits_classes("k", self.k, n, strict=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class TopKSVMConfig(Config):
-    k: int = 5
-    alpha: float = 1.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "k", _config.check_int("k", self.k, minimum=1))
-        object.__setattr__(self, "alpha", _config.check_float("alpha", self.alpha, minimum=0.0))
-
-    check_classes = SmoothTopKSVMConfig.check_classes
 
 
 def smooth_topk_svm(y_true, y_pred, *, k=5, tau=1.0, alpha=1.0):
@@ -95,23 +83,6 @@ def smooth_topk_svm(y_true, y_pred, *, k=5, tau=1.0, alpha=1.0):
     return per_sample_losses(
         y_true, y_pred, lambda s, y, _: _smooth_topk_svm_2d(s, y, config), check_classes=config.check_classes
     )
-
-
-def topk_svm(y_true, y_pred, *, k=5, alpha=1.0):
-    """Per-sample hard top-k SVM loss ``max(0, alpha + (t_k - s_y) / k)``.
-
-    See `TopKSVM`; arguments as for `smooth_topk_svm`.
-    """
-    config = TopKSVMConfig(k=k, alpha=alpha)
-    return per_sample_losses(
-        y_true, y_pred, lambda s, y, _: _topk_svm_2d(s, y, config), check_classes=config.check_classes
-    )
-
-
-def _topk_svm_2d(s, y, config):
-    k = config.k
-    _, _, ranked = ranking.ranked_others(s, y, k, ranks=(k - 1,))
-    return ops.relu(config.alpha + (ranked[k - 1] - ranking.label_score(s, y)) / k)
 
 
 def _smooth_topk_svm_2d(s, y, config):
@@ -240,42 +211,3 @@ class SmoothTopKSVM(TopKLoss):
     def __init__(self, k=5, tau=1.0, alpha=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
         config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
         super().__init__(config, name=name or "smooth_topk_svm", reduction=reduction, dtype=dtype)
-
-
-@keras.saving.register_keras_serializable(package="keras_topk")
-class TopKSVM(TopKLoss):
-    r"""Hard top-k SVM loss (Berrada et al., ICLR 2018; Lapin et al., 2015).
-
-    .. math::
-
-        l_k(s, y) = \max\Bigl(0,\ \alpha + \tfrac{1}{k}\textstyle\sum \mathrm{top}_k(s_{\setminus y})
-            - \tfrac{1}{k}\bigl(\textstyle\sum \mathrm{top}_{k-1}(s_{\setminus y}) + s_y\bigr)\Bigr)
-          = \max\bigl(0,\ \alpha + (t_k - s_y) / k\bigr)
-
-    with ``t_k`` the k-th largest score among the classes other than ``y``:
-    zero once the label beats the k-th other class by ``alpha``. Its gradient
-    is sparse (``1/k`` on the k-th other class, ``-1/k`` on the label); see
-    `SmoothTopKSVM` for the smoothed version.
-
-    Args:
-        k: the k of top-k, ``1 <= k <`` number of classes.
-        alpha: margin ``>= 0``.
-        reduction: Keras reduction, default "sum_over_batch_size".
-        name: optional name, default "topk_svm".
-        dtype: ignored for the computation (as in `SmoothTopKSVM`).
-
-    Labels as for `SmoothTopKSVM`.
-
-    Example:
-
-    >>> import numpy as np, keras_topk
-    >>> loss = keras_topk.losses.TopKSVM(k=2, reduction=None)
-    >>> scores = np.array([[2.0, 1.0, 0.5, -1.0], [0.1, 0.2, 3.0, 0.0]], "float32")
-    >>> np.asarray(loss(np.array([1, 2]), scores)).tolist()
-    [0.75, 0.0]
-    """
-
-    function = staticmethod(topk_svm)
-
-    def __init__(self, k=5, alpha=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(TopKSVMConfig(k=k, alpha=alpha), name=name or "topk_svm", reduction=reduction, dtype=dtype)

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from scipy import special
 
-import keras_topk
 from keras_topk.losses import (
     TopKTransitionLoss,
     TransitionCallback,
@@ -366,11 +365,6 @@ def test_two_transition_losses_in_one_model_log_two_keys(rng):
     assert history.history["a_weight"] == [0.25] and history.history["b_weight"] == [0.75]
 
 
-def test_callback_lives_in_keras_topk_callbacks():
-    assert keras_topk.callbacks.TransitionCallback is TransitionCallback
-    assert keras_topk.losses.TransitionCallback is TransitionCallback
-
-
 @pytest.mark.skipif(keras.backend.backend() == "torch", reason="PyTorch needs steps_per_execution=1")
 def test_steps_per_execution_counts_every_step(rng):
     x, y = _data(rng, b=64)
@@ -550,8 +544,3 @@ def test_bad_call_arguments_raise(rng):
     if keras.backend.backend() in ("tensorflow", "jax"):  # _backend checks label values there
         with pytest.raises(ValueError, match="Labels"):
             topk_transition_loss(np.array([0, 1, 7]), s, k=2, weight=0.5)
-
-
-def test_exported_from_the_package():
-    assert keras_topk.losses.TopKTransitionLoss is TopKTransitionLoss
-    assert keras_topk.losses.TransitionCallback is TransitionCallback
