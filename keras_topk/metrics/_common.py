@@ -115,6 +115,10 @@ def claim_log_keys(metric, keys, y_true, y_pred, renamed_by_keras=False):
     single-valued metrics (``renamed_by_keras=True``) collide only with dict
     keys: Keras renames repeated metric names itself.
     """
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        # PyTorch steps run eagerly (torch.compile aside): no trace to tell a
+        # compiled step from the user's own calls, so no check.
+        return
     if _backend.concrete_value(y_pred) is not None:
         return
     tensors = _CLAIMS["tensors"]
@@ -139,3 +143,15 @@ def release_claims():
     """Forgets the tensors of the last traced step (for tests)."""
     _CLAIMS["tensors"] = None
     _CLAIMS["keys"] = {}
+
+
+def safe_divide(numerator, denominator):
+    """``numerator / denominator``, 0 where the denominator is 0, in the inputs' dtype.
+
+    (``keras.ops.divide_no_nan`` returns float32 for float64 inputs under PyTorch.)
+    """
+    numerator = ops.convert_to_tensor(numerator)
+    denominator = ops.convert_to_tensor(denominator)
+    zero = ops.equal(denominator, 0)
+    quotient = ops.divide(numerator, ops.where(zero, ops.ones_like(denominator), denominator))
+    return ops.where(zero, ops.zeros_like(quotient), quotient)

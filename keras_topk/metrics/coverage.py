@@ -21,7 +21,7 @@ from keras import ops
 
 from keras_topk import _backend
 from keras_topk import _inputs
-from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, flat_weights
+from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, flat_weights, safe_divide
 from keras_topk.ops.ranking import label_rank_2d
 
 __all__ = ["CandidatesForCoverage", "rank_histogram", "candidates_from_histogram"]
@@ -215,7 +215,7 @@ class CandidatesForCoverage(ClassStateMetric):
         if not self._state_built:
             raise ValueError(f"{self.name!r} has seen no data yet.")
         cumulative = ops.cumsum(self.histogram)
-        return ops.divide_no_nan(cumulative, cumulative[-1])
+        return safe_divide(cumulative, cumulative[-1])
 
     def get_config(self):
         return {

@@ -28,7 +28,7 @@ from keras import ops
 
 from keras_topk import _backend
 from keras_topk import _inputs
-from keras_topk.metrics._common import claim_log_keys, flat_weights
+from keras_topk.metrics._common import claim_log_keys, flat_weights, safe_divide
 from keras_topk.metrics.topk_accuracy import check_ks
 
 __all__ = ["PrecisionRecallAtK", "multilabel_topk_hits"]
@@ -192,7 +192,7 @@ class PrecisionRecallAtK(keras.metrics.Metric):
         counted = weights * has_labels
         ks = ops.convert_to_tensor(self.ks, dtype=self.dtype)
         self.precision_sum.assign_add(ops.sum(counted[:, None] * hits / ks[None, :], axis=0))
-        recall = ops.divide_no_nan(hits, num_relevant[:, None])
+        recall = safe_divide(hits, num_relevant[:, None])
         self.recall_sum.assign_add(ops.sum(counted[:, None] * recall, axis=0))
         self.count.assign_add(ops.sum(counted))
         self.without_labels.assign_add(ops.sum(weights * (1.0 - has_labels)))
@@ -205,8 +205,8 @@ class PrecisionRecallAtK(keras.metrics.Metric):
         self.without_labels.assign(0)
 
     def result(self):
-        precision = ops.divide_no_nan(self.precision_sum, self.count)
-        recall = ops.divide_no_nan(self.recall_sum, self.count)
+        precision = safe_divide(self.precision_sum, self.count)
+        recall = safe_divide(self.recall_sum, self.count)
         values = [precision[i] for i in range(len(self.ks))] + [
             recall[i] for i in range(len(self.ks))
         ]

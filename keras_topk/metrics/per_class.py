@@ -16,7 +16,7 @@ from keras import ops
 from keras_topk import _backend
 from keras_topk import _config
 from keras_topk import _inputs
-from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, flat_weights
+from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, flat_weights, safe_divide
 from keras_topk.metrics.coverage import _flat_ranks_and_labels
 
 __all__ = ["PerClassTopKAccuracy"]
@@ -86,14 +86,14 @@ class PerClassTopKAccuracy(ClassStateMetric):
             raise ValueError(f"{self.name!r} has seen no data yet: the number of classes is unknown.")
         counts = ops.convert_to_tensor(self.counts)
         nan = ops.full(ops.shape(counts), float("nan"), dtype=self.dtype)
-        return ops.where(ops.greater(counts, 0), ops.divide_no_nan(self.hits, counts), nan)
+        return ops.where(ops.greater(counts, 0), safe_divide(self.hits, counts), nan)
 
     def result(self):
         if not self._state_built:
             return ops.convert_to_tensor(0.0, dtype=self.dtype)
         present = ops.cast(ops.greater(self.counts, 0), self.dtype)
-        accuracies = ops.divide_no_nan(self.hits, self.counts)
-        return ops.divide_no_nan(ops.sum(accuracies * present), ops.sum(present))
+        accuracies = safe_divide(self.hits, self.counts)
+        return safe_divide(ops.sum(accuracies * present), ops.sum(present))
 
     def get_config(self):
         return {

@@ -27,7 +27,7 @@ from keras import ops
 from keras_topk import _backend
 from keras_topk import _config
 from keras_topk import _inputs
-from keras_topk.metrics._common import claim_log_keys, sample_weights
+from keras_topk.metrics._common import claim_log_keys, safe_divide, sample_weights
 from keras_topk.ops.ranking import label_rank_2d
 
 __all__ = ["MultiTopKAccuracy", "TopKAccuracy", "label_rank", "topk_hits"]
@@ -145,7 +145,7 @@ class _RankHitsMean(keras.metrics.Metric):
         self.count.assign(0)
 
     def _accuracies(self):
-        return ops.divide_no_nan(self.totals, self.count)
+        return safe_divide(self.totals, self.count)
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")
