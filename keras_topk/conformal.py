@@ -387,6 +387,15 @@ def _uniforms(b, seed):
     return np.random.default_rng(seed).uniform(0.0, 1.0, size=b)
 
 
+# Rows per block: the sort and its temporaries take a few times b x n float64,
+# so ImageNet-sized inputs (50000 x 1000) are processed in blocks.
+_BLOCK = 4096
+
+
+def _blocks(b):
+    return [slice(start, min(start + _BLOCK, b)) for start in range(0, b, _BLOCK)]
+
+
 @dataclasses.dataclass(frozen=True)
 class ConformalSets:
     """A calibrated set predictor: ``C(x) = {y : S(x, y) <= threshold}``.
@@ -454,7 +463,15 @@ class ConformalSets:
             seed: for randomised sets, the seed of the ``u`` drawn per example
                 (``None``: fresh entropy each call). Ignored otherwise.
         """
-        return self.scores_of(scores, seed=seed) <= self.threshold
+        s = _scores_array(scores)
+        flat = _flat(s)
+        u = _uniforms(len(flat), seed) if self.randomized else None
+        member = np.empty(flat.shape, dtype=bool)
+        for rows in _blocks(len(flat)):
+            values = _conformity(flat[rows], self.method, self.from_logits, self.lam, self.k_reg,
+                                 None if u is None else u[rows])
+            member[rows] = values <= self.threshold
+        return member.reshape(s.shape)
 
     def predict_indices(self, scores, seed=None):
         """The sets as lists of class indices, most likely first (ties by class index).
@@ -548,8 +565,11 @@ def calibrate(
             "calibration data or a larger alpha."
         )
     u = _uniforms(m, seed) if randomized else None
-    conformity = _conformity(flat, method, bool(from_logits), float(lam), int(k_reg), u)
-    label_scores = conformity[np.arange(m), y]
+    label_scores = np.empty(m, dtype=np.float64)
+    for rows in _blocks(m):
+        values = _conformity(flat[rows], method, bool(from_logits), float(lam), int(k_reg),
+                             None if u is None else u[rows])
+        label_scores[rows] = values[np.arange(len(values)), y[rows]]
     threshold = float(np.sort(label_scores)[_quantile_index(m, alpha) - 1])
     return ConformalSets(
         method=method,
