@@ -1,0 +1,156 @@
+"""Writes README's Performance section (between its markers) from the JSON of one benchmark run.
+
+    python -m benchmarks.readme [--results benchmarks/results] [--readme README.md]
+
+Every figure comes from ``RESULTS/<suite>[.<backend>].json`` as ``python -m benchmarks.run`` wrote it;
+the section names the command, the machine and the load average of each run.
+"""
+
+import argparse
+import os
+import re
+
+from benchmarks import report
+
+BEGIN = "<!-- section:performance:begin (benchmarks helper owns everything up to the end marker) -->"
+END = "<!-- section:performance:end -->"
+
+IMAGENET_SS = "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=16)@b=512,n=1000"
+
+# (setting, row key, goal in x CE for TensorFlow, goal for JAX or None)
+GOALS = (
+    ("ImageNet: splitter_selection, m=16, p_k=(0.2,)*5", IMAGENET_SS, 2.0, 3.0),
+    ("CIFAR-100, all 100 classes, smce, inverse temperature 0.5, splitter_selection",
+     "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=None,top1_mode=smce,inverse_temperature=0.5)"
+     "@b=512,n=100", 3.0, None),
+    ("the same with bitonic",
+     "topk_cross_entropy(p_k=(0.2,)*5,method=bitonic,m=None,top1_mode=smce,inverse_temperature=0.5)@b=512,n=100",
+     3.0, None),
+    ("all 1000 classes ranked, splitter_selection",
+     "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=None)@b=512,n=1000", 20.0, None),
+    ("all 1000 classes ranked, bitonic", "topk_cross_entropy(p_k=(0.2,)*5,method=bitonic,m=None)@b=512,n=1000",
+     20.0, None),
+    ("SmoothTopKSVM k=5, n=100", "smooth_topk_svm(k=5,tau=1.0)@b=512,n=100", 3.0, None),
+    ("SmoothTopKSVM k=5, n=1000", "smooth_topk_svm(k=5,tau=1.0)@b=512,n=1000", 3.0, None),
+    ("SmoothTopKSVM k=5, n=10450", "smooth_topk_svm(k=5,tau=1.0)@b=512,n=10450", 5.0, None),
+)
+
+
+def _rows(payload, xla=True):
+    return {r["key"]: r for r in payload.get("rows", []) if r.get("xla", True) == xla}
+
+
+def _cell(row, goal):
+    if row is None:
+        return "not run", "-"
+    if row.get("refused"):
+        return "refused (CE vs bare op)", "-"
+    if "ratio_to_ce" not in row:
+        return row.get("skip", "not run"), "-"
+    ratio = row["ratio_to_ce"]
+    return f"{ratio:.1f} ({row['ms']:.2f} ms / CE {row['ce_ms']:.2f} ms)", "met" if ratio <= goal else "missed"
+
+
+def _load(payload):
+    m = payload.get("machine", {})
+    return f"{m.get('load_average_at_start')} at start, {m.get('load_average_at_end')} at end"
+
+
+def goal_table(suites):
+    tf_rows = _rows(suites.get("losses", {}))
+    jax_rows = _rows(suites.get("losses.jax", {}))
+    lines = [
+        "| setting (b = 512, XLA on) | goal, x CE | TensorFlow: x CE | | JAX (jit): x CE | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for setting, key, goal, jax_goal in GOALS:
+        tf_cell, tf_verdict = _cell(tf_rows.get(key), goal)
+        jax_goal = jax_goal or goal
+        jax_cell, jax_verdict = _cell(jax_rows.get(key), jax_goal)
+        goals = f"<= {goal:g}" + (f" (JAX <= {jax_goal:g})" if jax_goal != goal else "")
+        lines.append(f"| {setting} | {goals} | {tf_cell} | {tf_verdict} | {jax_cell} | {jax_verdict} |")
+    memory = suites.get("memory")
+    if memory:
+        by = {(r["loss"], r["classes"], r.get("xla")): r for r in memory["rows"] if "steady_increment_mib" in r}
+        ce = by.get(("cross_entropy", 10450, True))
+        ours = next((r for r in memory["rows"] if r["key"].startswith("topk_cross_entropy(p_k=(0.2,)*5,method="
+                     "splitter_selection,m=50)") and r["classes"] == 10450 and r.get("xla")), None)
+        if ce and ours and "steady_increment_mib" in ours:
+            ratio = ours["steady_increment_mib"] / ce["steady_increment_mib"]
+            lines.append(
+                f"| peak memory increment, n=10450, m=50 (steady step) | <= 2x CE's | {ratio:.1f}x "
+                f"({ours['steady_increment_mib']:.0f} MiB / CE {ce['steady_increment_mib']:.0f} MiB) |"
+                f" {'met' if ratio <= 2 else 'missed'} | - | |"
+            )
+    return "\n".join(lines)
+
+
+def section(results_dir):
+    suites = report.load_suites(results_dir)
+    parts = [
+        BEGIN,
+        "## Performance",
+        "",
+        "`python -m benchmarks.run` times forward+backward (value and gradient with respect to the scores, "
+        "float32, batch mean) of each loss against softmax cross-entropy in the same process: calls interleaved "
+        "one by one, warm-ups excluded, three rounds, each figure the **lower quartile** of its calls (the quiet "
+        "ones). Keras's CE is checked against a bare fused op (`tf.nn.sparse_softmax_cross_entropy_with_logits` "
+        "under XLA; a `jax.nn.log_softmax` CE under JAX) in the same rounds, and a case whose two CE figures "
+        "differ by more than 1.5x is refused rather than reported. The load average is recorded with every row. "
+        "Full tables, spreads and first-call (compile) times: "
+        "[`benchmarks/results/results.md`](benchmarks/results/results.md) and the JSON next to it; "
+        "`python -m benchmarks.readme` rewrites this section from them.",
+        "",
+        "On a GPU machine with JAX (and no TensorFlow): "
+        "`KERAS_BACKEND=jax python -m benchmarks.run --backend jax --device gpu --suite losses --xla on`.",
+    ]
+    for name, title in (("losses", "TensorFlow"), ("losses.jax", "JAX backend")):
+        if name in suites:
+            p = suites[name]
+            m = p["machine"]
+            parts += [
+                "",
+                f"**{title}** run: `{p['command']}` on {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, "
+                f"{m.get('date_utc')} UTC; load average (1, 5, 15 min) {_load(p)}. The machine's 2 cores were "
+                "shared with other jobs throughout, so absolute milliseconds are inflated; the ratios come from "
+                "interleaved calls and passed the CE check.",
+            ]
+    parts += ["", "Goals (issue 16) against this run:", "", goal_table(suites)]
+    if "losses" in suites:
+        parts += ["", "ImageNet setting, every method (TensorFlow, XLA on):", "",
+                  report.losses_table(suites["losses"], ["imagenet"])]
+    if "losses.jax" in suites:
+        parts += ["", "The same under the JAX backend (jit):", "",
+                  report.losses_table(suites["losses.jax"], ["imagenet"])]
+    if os.path.exists(os.path.join(results_dir, "cost_vs_n.png")):
+        rel = os.path.relpath(os.path.join(results_dir, "cost_vs_n.png"))
+        parts += ["", f"![cost of each method against n, log-log]({rel})"]
+    if "reference" in suites:
+        p = suites["reference"]
+        parts += ["", "Against the PyTorch reference (difftopk):", "", report.reference_table(p)]
+    parts += ["", END]
+    return "\n".join(parts)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=os.path.join("benchmarks", "results"))
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--extra", default=None, help="a Markdown file appended before the end marker")
+    args = parser.parse_args(argv)
+    with open(args.readme) as f:
+        text = f.read()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{args.readme} has no Performance markers")
+    new = section(args.results)
+    if args.extra:
+        with open(args.extra) as f:
+            new = new.replace("\n" + END, "\n" + f.read().rstrip() + "\n\n" + END)
+    text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: new, text, flags=re.S)
+    with open(args.readme, "w") as f:
+        f.write(text)
+    print(f"rewrote the Performance section of {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
