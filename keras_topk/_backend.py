@@ -11,8 +11,8 @@ nowhere else, each with a fallback, so a Keras release that moves one breaks
 this module only (and only degrades, never fails to import).
 """
 
-import numpy as np
 import keras
+import numpy as np
 
 try:  # Keras >= 3.6
     from keras.src.backend import get_keras_mask, set_keras_mask

@@ -2,16 +2,17 @@
 
 import keras
 
-from keras_topk.losses import topk_transition as _topk_transition
-
 __all__ = ["TransitionCallback"]
 
 
 def _find_transition_losses(loss, path=""):
     """``[(path, loss)]`` for every `TopKTransitionLoss` in a compiled loss structure."""
+    # Imported here: keras_topk.losses re-exports this module's callback.
+    from keras_topk.losses.topk_transition import TopKTransitionLoss
+
     if loss is None:
         return []
-    if isinstance(loss, _topk_transition.TopKTransitionLoss):
+    if isinstance(loss, TopKTransitionLoss):
         return [(path, loss)]
     if isinstance(loss, dict):
         items = [(str(key), item) for key, item in loss.items()]
@@ -48,9 +49,15 @@ class TransitionCallback(keras.callbacks.Callback):
 
     Example:
 
-    >>> import keras_topk
-    >>> callback = keras_topk.callbacks.TransitionCallback()
-    >>> # model.fit(x, y, callbacks=[callback])
+    >>> import numpy as np, keras, keras_topk
+    >>> loss = keras_topk.losses.TopKTransitionLoss(k=2, transition="linear", transition_steps=4)
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    >>> model.compile("sgd", loss=loss)
+    >>> x, y = np.ones((8, 3), "float32"), np.arange(8) % 5
+    >>> history = model.fit(x, y, batch_size=4, epochs=1, verbose=0,
+    ...                     callbacks=[keras_topk.callbacks.TransitionCallback()])
+    >>> history.history["topk_transition_weight"]
+    [0.5]
     """
 
     def __init__(self, losses=None):

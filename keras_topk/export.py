@@ -12,6 +12,9 @@ is imported when the function is called, not when keras_topk is, so that
 keras_topk stays importable under JAX without TensorFlow.
 """
 
+import os
+from typing import Any
+
 import keras
 
 from keras_topk import _config
@@ -20,14 +23,14 @@ __all__ = ["export_with_loss"]
 
 
 def export_with_loss(
-    model,
-    filepath,
-    loss=None,
-    k=5,
-    label_spec=None,
-    input_signature=None,
-    verbose=False,
-):
+    model: keras.Model,
+    filepath: str | os.PathLike,
+    loss: keras.losses.Loss | None = None,
+    k: int = 5,
+    label_spec: Any = None,
+    input_signature: Any = None,
+    verbose: bool = False,
+) -> list[str]:
     """Writes a SavedModel with ``serve``, ``loss``, ``weighted_loss`` and ``top_k`` endpoints.
 
     Endpoints (each also a signature, for TF Serving; ``serve`` is
@@ -119,16 +122,16 @@ def export_with_loss(
         label_spec = tf.TensorSpec((None,), tf.int32, name="y_true")
     weight_spec = tf.TensorSpec((None,), tf.float32, name="sample_weight")
 
-    def serve(x):
+    def serve(x: Any) -> Any:
         return model(x, training=False)
 
-    def loss_fn(y_true, x):
+    def loss_fn(y_true: Any, x: Any) -> Any:
         return loss(y_true, serve(x))
 
-    def weighted_loss_fn(y_true, x, sample_weight):
+    def weighted_loss_fn(y_true: Any, x: Any, sample_weight: Any) -> Any:
         return loss(y_true, serve(x), sample_weight=sample_weight)
 
-    def top_k(x):
+    def top_k(x: Any) -> dict[str, Any]:
         values, indices = keras.ops.top_k(serve(x), k, sorted=True)
         return {"values": values, "indices": keras.ops.cast(indices, "int32")}
 

@@ -1,5 +1,8 @@
 """Keras losses that train for top-k accuracy."""
 
+# The callback lives in keras_topk.callbacks; this name keeps code written for
+# 0.1 (`keras_topk.losses.TransitionCallback`) working.
+from keras_topk.callbacks import TransitionCallback  # noqa: E402
 from keras_topk.losses.smooth_topk_svm import SmoothTopKSVM, smooth_topk_svm
 from keras_topk.losses.topk_cross_entropy import TopKCrossEntropy, topk_cross_entropy
 from keras_topk.losses.topk_svm import TopKSVM, topk_svm
@@ -9,10 +12,6 @@ from keras_topk.losses.topk_transition import (
     topk_transition_loss,
 )
 from keras_topk.losses.transition_state import TransitionState
-
-# The callback lives in keras_topk.callbacks; this name keeps code written for
-# 0.1 (`keras_topk.losses.TransitionCallback`) working.
-from keras_topk.callbacks import TransitionCallback  # noqa: E402
 
 __all__ = [
     "SmoothTopKSVM",

@@ -32,13 +32,14 @@ unmasked steps), ``sample_weight`` and the reduction; and it warns once when
 import dataclasses
 import inspect
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_topk import _backend
-from keras_topk import _inputs
+from keras_topk import _backend, _inputs
 
 __all__ = ["Config", "TopKLoss", "per_sample_losses", "takes_config"]
 
@@ -173,7 +174,8 @@ class TopKLoss(keras.losses.Loss):
     is computed in float32, whatever the loss's dtype.
     """
 
-    function = None
+    # The pure function: ``function(y_true, y_pred, **configuration)``.
+    function: Callable[..., Any]
 
     def __init__(self, config, *, name, reduction, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)

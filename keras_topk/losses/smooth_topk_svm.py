@@ -36,8 +36,7 @@ from keras import ops
 
 from keras_topk import _config
 from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
-from keras_topk.ops import ranking
-from keras_topk.ops import symmetric_polynomials
+from keras_topk.ops import ranking, symmetric_polynomials
 
 __all__ = ["SmoothTopKSVM", "smooth_topk_svm"]
 
@@ -78,6 +77,13 @@ def smooth_topk_svm(y_true, y_pred, *, k=5, tau=1.0, alpha=1.0):
     Returns:
         The loss of each sample, shape ``(...,)``, in float32 (float64 for
         float64 scores).
+
+    Example:
+
+    >>> import numpy as np, keras_topk
+    >>> scores = np.array([[2.0, 1.0, 0.5, -1.0], [0.1, 0.2, 3.0, 0.0]], "float32")
+    >>> [round(float(v), 4) for v in keras_topk.losses.smooth_topk_svm([1, 2], scores, k=2, tau=1.0)]
+    [1.1369, 0.4932]
     """
     config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
     return per_sample_losses(

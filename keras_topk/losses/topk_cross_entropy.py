@@ -7,8 +7,7 @@ from keras import ops
 
 from keras_topk import _config
 from keras_topk.losses._base import Config, TopKLoss, per_sample_losses, takes_config
-from keras_topk.ops import ranking
-from keras_topk.ops import relaxed_topk
+from keras_topk.ops import ranking, relaxed_topk
 
 __all__ = ["TopKCrossEntropy", "topk_cross_entropy"]
 
@@ -25,7 +24,7 @@ class TopKCrossEntropyConfig(Config):
     inverse_temperature: float = 1.0
     distribution: str = "logistic_phi"
     art_lambda: float = 0.5
-    m: int = None
+    m: int | None = None
     top1_mode: str = "sm"
 
     def __post_init__(self):
@@ -59,7 +58,7 @@ class TopKCrossEntropyConfig(Config):
 
 
 @takes_config(TopKCrossEntropyConfig)
-def topk_cross_entropy(y_true, y_pred, **config):
+def topk_cross_entropy(y_true, y_pred, **arguments):
     """Per-sample differentiable top-k cross-entropy.
 
     See `TopKCrossEntropy` for the formula and the arguments.
@@ -72,8 +71,15 @@ def topk_cross_entropy(y_true, y_pred, **config):
     Returns:
         The loss of each sample, shape ``(...,)``, in float32 (float64 for
         float64 scores).
+
+    Example:
+
+    >>> import numpy as np, keras_topk
+    >>> scores = np.array([[2.0, 1.0, 0.5, -1.0], [0.1, 0.2, 3.0, 0.0]], "float32")
+    >>> [round(float(v), 4) for v in keras_topk.losses.topk_cross_entropy([1, 2], scores, p_k=(0.5, 0.0, 0.5))]
+    [0.622, 0.1019]
     """
-    config = TopKCrossEntropyConfig(**config)
+    config = TopKCrossEntropyConfig(**arguments)
     return per_sample_losses(
         y_true,
         y_pred,

@@ -29,6 +29,13 @@ def topk_svm(y_true, y_pred, *, k=5, alpha=1.0):
     """Per-sample hard top-k SVM loss ``max(0, alpha + (t_k - s_y) / k)``.
 
     See `TopKSVM`; arguments as for `smooth_topk_svm`.
+
+    Example:
+
+    >>> import numpy as np, keras_topk
+    >>> scores = np.array([[2.0, 1.0, 0.5, -1.0], [0.1, 0.2, 3.0, 0.0]], "float32")
+    >>> [round(float(v), 4) for v in keras_topk.losses.topk_svm([1, 2], scores, k=2)]
+    [0.75, 0.0]
     """
     config = TopKSVMConfig(k=k, alpha=alpha)
     return per_sample_losses(

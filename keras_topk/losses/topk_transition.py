@@ -13,8 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_topk import _backend
-from keras_topk import _config
+from keras_topk import _backend, _config
 from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
 from keras_topk.losses.transition_state import TransitionState
 from keras_topk.ops import ranking
@@ -50,11 +49,11 @@ class TransitionConfig(Config):
 
     k: int = 5
     transition: str = "adaptive"
-    weight: float = None
+    weight: float | None = None
     group: str = "label"
     weight_start: float = 0.0
     weight_end: float = 1.0
-    transition_steps: int = None
+    transition_steps: int | None = None
     momentum: float = 0.99
 
     def __post_init__(self):
@@ -182,6 +181,13 @@ def grouped_cross_entropy(y_true, y_pred, *, k, group="label"):
     Returns:
         The loss of each sample, shape ``(...,)``, float32 (float64 for float64
         scores).
+
+    Example:
+
+    >>> import numpy as np, keras_topk
+    >>> scores = np.array([[2.0, 1.0, 0.5, -1.0], [0.1, 0.2, 3.0, 0.0]], "float32")
+    >>> [round(float(v), 4) for v in keras_topk.losses.grouped_cross_entropy([1, 2], scores, k=2)]
+    [0.1819, 0.0942]
     """
     config = GroupConfig(k=k, group=group)
     return per_sample_losses(

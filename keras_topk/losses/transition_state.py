@@ -28,6 +28,13 @@ class TransitionState(keras.metrics.Metric):
 
     A state belongs to one model: the schedule of one model's training (see
     `claim`).
+
+    Example:
+
+    >>> import keras_topk
+    >>> state = keras_topk.losses.TransitionState(initial_weight=0.25)
+    >>> float(state.result()), [v.name for v in state.variables]
+    (0.25, ['weight', 'steps', 'accuracy', 'batch_accuracy'])
     """
 
     def __init__(self, initial_weight=0.0, name="topk_transition_weight", **kwargs):
