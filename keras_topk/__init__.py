@@ -2,7 +2,12 @@
 
 __version__ = "0.1.0"
 
-from keras_topk import callbacks, losses, metrics, ops  # noqa: E402,F401
-from keras_topk import export  # noqa: E402,F401  (imports TensorFlow only when called)
+from keras_topk import (  # noqa: E402,F401
+    callbacks,
+    export,  # noqa: E402,F401  (imports TensorFlow only when called)
+    losses,
+    metrics,
+    ops,
+)
 
 __all__ = ["__version__", "callbacks", "export", "losses", "metrics", "ops"]
