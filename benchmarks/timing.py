@@ -10,7 +10,7 @@ The protocol (``lower_quartiles``), made so that a busy machine cannot flatter a
 - the callables are timed *interleaved*, one call of each per round, so that a
   change in the machine's load hits all of them alike;
 - warm-up calls (compilation) are excluded, the first one's time is kept apart;
-- several rounds, the order rotated between them, each a block of calls;
+- several rounds, each a block of passes, each pass in a fresh random order;
 - each figure is the *lower quartile* of its calls: the quiet calls, the
   closest a shared machine gets to the cost of the computation itself;
 - softmax CE as Keras computes it is timed next to a bare fused op
@@ -163,8 +163,8 @@ def lower_quartiles(calls, calls_per_round=10, rounds=3, warmups=2, budget_s=60.
     """Times zero-argument callables interleaved; reports the lower quartile of each.
 
     Each of ``rounds`` rounds makes ``calls_per_round`` passes, one call of
-    every callable per pass, in an order rotated from round to round (so that
-    none always runs first, after the others' memory traffic). The first
+    every callable per pass, each pass in a fresh (seeded) random order, so
+    that none always runs right after another one. The first
     ``warmups`` calls of each (compilation) are excluded; the first one's time
     is reported as ``first_call_s``. Passes stop early once ``budget_s`` is
     spent, after at least ``min_calls`` calls of each.
@@ -173,6 +173,9 @@ def lower_quartiles(calls, calls_per_round=10, rounds=3, warmups=2, budget_s=60.
     "round_p25_ms", "first_call_s"}}``; ``p25_ms`` is the figure to report.
     """
     names = list(calls)
+    # A fixed cyclic order would always put the same callable right after the heaviest one, which
+    # pays for its clean-up (freed buffers, busy threads): each pass takes a fresh seeded order.
+    rng = np.random.default_rng(0)
     first = {}
     for name in names:
         for i in range(max(warmups, 1)):
@@ -185,10 +188,9 @@ def lower_quartiles(calls, calls_per_round=10, rounds=3, warmups=2, budget_s=60.
     start = time.perf_counter()
     done = False
     for r in range(max(rounds, 1)):
-        order = names[r % len(names):] + names[: r % len(names)]
         round_times = {name: [] for name in names}
         for _ in range(max(calls_per_round, 1)):
-            for name in order:
+            for name in [names[i] for i in rng.permutation(len(names))]:
                 t0 = time.perf_counter()
                 calls[name]()
                 dt = time.perf_counter() - t0

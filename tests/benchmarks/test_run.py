@@ -107,8 +107,10 @@ def test_lower_quartiles_interleaves_rotates_and_takes_the_quiet_calls():
     result = timing.lower_quartiles({"slow": slow, "fast": fast}, calls_per_round=4, rounds=3, warmups=2, budget_s=60)
     timed = order[4:]  # two warm-ups each, excluded
     assert len(timed) == 24
-    # One call of each per pass; the second round starts with the other callable.
-    assert timed[:8] == ["slow", "fast"] * 4 and timed[8:16] == ["fast", "slow"] * 4
+    # One call of each per pass, in varying orders: neither always follows the other.
+    passes = [tuple(timed[i : i + 2]) for i in range(0, 24, 2)]
+    assert all(sorted(p) == ["fast", "slow"] for p in passes)
+    assert {("slow", "fast"), ("fast", "slow")} <= set(passes)
     assert result["slow"]["runs"] == 12 and len(result["slow"]["round_p25_ms"]) == 3
     assert 0.9 <= result["slow"]["p25_ms"] < 2.5 < result["slow"]["p75_ms"] or result["slow"]["p25_ms"] < 2.5
     assert result["fast"]["p25_ms"] < result["slow"]["p25_ms"]
