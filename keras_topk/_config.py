@@ -7,9 +7,13 @@ the object is built rather than as a NaN many steps into training.
 
 import math
 import numbers
+from collections.abc import Collection, Sequence
+from typing import Any
 
 
-def check_int(name, value, minimum=None, maximum=None):
+def check_int(
+    name: str, value: object, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """Returns ``value`` as an int, rejecting bools, floats and out-of-range values."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, float) and value.is_integer():
@@ -24,7 +28,13 @@ def check_int(name, value, minimum=None, maximum=None):
     return value
 
 
-def check_float(name, value, minimum=None, maximum=None, min_inclusive=True):
+def check_float(
+    name: str,
+    value: object,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_inclusive: bool = True,
+) -> float:
     """Returns ``value`` as a finite float within the given bounds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"`{name}` must be a real number, got {value!r}.")
@@ -41,7 +51,7 @@ def check_float(name, value, minimum=None, maximum=None, min_inclusive=True):
     return value
 
 
-def check_choice(name, value, choices):
+def check_choice(name: str, value: Any, choices: Collection[Any]) -> Any:
     """Returns ``value`` if it is one of ``choices``, else names them all."""
     if value not in choices:
         raise ValueError(
@@ -50,7 +60,7 @@ def check_choice(name, value, choices):
     return value
 
 
-def check_k_distribution(p_k):
+def check_k_distribution(p_k: Sequence[float]) -> tuple[float, ...]:
     """Validates a distribution over k = 1..K and returns it as a tuple of floats."""
     if isinstance(p_k, (str, bytes)) or not hasattr(p_k, "__len__"):
         raise ValueError(
@@ -74,7 +84,9 @@ def check_k_distribution(p_k):
     return weights
 
 
-def check_k_fits_classes(k_name, k, num_classes, strict=True):
+def check_k_fits_classes(
+    k_name: str, k: int, num_classes: int | None, strict: bool = True
+) -> None:
     """Raises if a top-k size cannot be used with ``num_classes`` classes.
 
     ``strict`` asks for ``k < num_classes`` (a top-k loss is constant when every
