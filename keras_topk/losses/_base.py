@@ -187,7 +187,10 @@ class TopKLoss(keras.losses.Loss):
         mask = _backend.get_keras_mask(y_pred)
         self._warn_if_probabilities(y_pred)
         with keras.name_scope(self.name):
-            losses = self.call(y_true, _inputs.standardize_scores(y_pred))
+            scores = _inputs.standardize_scores(y_pred)
+            if mask is not None and scores is not y_pred:
+                _backend.set_keras_mask(scores, mask)  # for a `call` that needs it
+            losses = self.call(y_true, scores)
             if mask is not None:
                 # A masked step's scores may be anything (padding): its loss
                 # is replaced, not multiplied by 0, so a NaN there stays out.

@@ -415,9 +415,10 @@ class TopKTransitionLoss(TopKLoss):
         # An empty batch has no accuracy (its mean would be a NaN in the state).
         if self.transition == "adaptive" and losses.shape[0] != 0:
             hits = _topk_hits(y_true, y_pred, self.k)
-            accuracy = ops.stop_gradient(
-                ops.divide_no_nan(ops.sum(hits), ops.cast(ops.shape(hits)[0], hits.dtype))
-            )
+            # Masked steps (padding) are no evidence of the model's accuracy.
+            mask = _backend.get_keras_mask(y_pred)
+            counted = ops.ones_like(hits) if mask is None else ops.reshape(ops.cast(mask, hits.dtype), (-1,))
+            accuracy = ops.stop_gradient(ops.divide_no_nan(ops.sum(hits * counted), ops.sum(counted)))
             if _backend.may_assign_variables(accuracy):
                 self.state.batch_accuracy.assign(ops.cast(accuracy, "float32"))
         return losses

@@ -268,6 +268,22 @@ def test_loss_records_batch_topk_accuracy(rng):
     assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == pytest.approx(expected)
 
 
+def test_batch_accuracy_skips_masked_steps(rng):
+    s = distinct_scores(rng, 12, 6).astype("float32").reshape(3, 4, 6)
+    y = rng.integers(0, 6, (3, 4))
+    mask = np.arange(4)[None, :] < np.array([4, 2, 1])[:, None]
+    scores = keras.ops.convert_to_tensor(s)
+    from keras_topk import _backend
+
+    _backend.set_keras_mask(scores, keras.ops.convert_to_tensor(mask))
+    loss = TopKTransitionLoss(k=2, transition="adaptive")
+    loss(y, scores)
+    expected = np.mean([ref_group(row, t, 2, "predicted")[1] for row, t in zip(s[mask], y[mask])])
+    assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == pytest.approx(expected)
+    assert expected != pytest.approx(np.mean([ref_group(r, t, 2, "predicted")[1]
+                                              for r, t in zip(s.reshape(-1, 6), y.reshape(-1))]))
+
+
 def test_batch_accuracy_counts_ties_against_the_label_like_the_metrics():
     # A zero-initialised head: every class ties. Counting ties as hits would
     # report 100% and start the adaptive schedule at the grouped loss.
