@@ -1,5 +1,7 @@
 """Pieces shared by the metrics: weights, class-count state, and log keys that cannot collide."""
 
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -104,7 +106,7 @@ class ClassStateMetric(keras.metrics.Metric):
 # of one output in one step receive the very same y_true/y_pred objects, so a
 # key claimed twice for the same tensors is the collision.
 
-_CLAIMS = {"tensors": None, "keys": {}}
+_CLAIMS: dict[str, Any] = {"tensors": None, "keys": {}}
 
 
 def claim_log_keys(metric, keys, y_true, y_pred, renamed_by_keras=False):

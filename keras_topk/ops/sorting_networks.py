@@ -28,6 +28,7 @@ one permutation of whole wire rows ("perm" then "pairs" steps).
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def _make_layer(n, comparators):
     # Untouched wires keep their value: weight 1 on themselves, 0 on the partner.
     own = np.full(n, 2 * c, dtype=np.int32)
     other = np.full(n, 2 * c + 1, dtype=np.int32)
-    seen = set()
+    seen: set[int] = set()
     for i, (ai, bi, lo, hi) in enumerate(comparators):
         if ai >= bi or {lo, hi} != {ai, bi} or ai in seen or bi in seen:
             raise ValueError(f"Invalid comparator {(ai, bi, lo, hi)} in layer {comparators}.")
@@ -170,7 +171,7 @@ def _splitter_selection_layers(n, k):
     rank_gain = [2 ** bin(i).count("1") - 1 for i in range(n)]
     min_rank = [0] * n
     next_layer = [0] * n
-    layers = []
+    layers: list[list[tuple[int, int]]] = []
 
     def split_rank(rank):
         selected = [lane for lane, r in enumerate(min_rank) if r == rank]
@@ -341,7 +342,7 @@ def execution_plan(kind, n, k):
         natural = use
     tail_start = max([i + 1 for i, st in enumerate(strided) if st is not None], default=0)
     order = np.arange(wires)  # order[r]: the wire (padded numbering) held by state row r
-    steps = []
+    steps: list[Any] = []
     for i, (layer, step) in enumerate(zip(layers, strided)):
         if i == tail_start:
             live = set(top_wires.tolist())
