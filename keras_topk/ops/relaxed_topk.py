@@ -14,6 +14,8 @@ alpha]]``, so ``M`` is symmetric. The attribution of a label row ``e_y`` is
 of the ``O(nk)`` of sweeping ``E`` backwards, which the full matrix needs.
 """
 
+from typing import Any
+
 import numpy as np
 from keras import ops
 
@@ -148,7 +150,7 @@ def _stride_join(out_lo, out_hi, before, after, step):
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
 
 
-def _mix(lo, hi, p, q):
+def _mix(lo: Any, hi: Any, p: Any, q: Any) -> tuple[Any, Any]:
     p, q = _expand(p, lo), _expand(q, lo)
     return p * lo + q * hi, q * lo + p * hi
 
@@ -188,7 +190,7 @@ def _network_topk(x, network, k, beta, distribution, art_lambda, rows):
     states = [ops.transpose(x)] + ([] if rows is None else [ops.transpose(rows)])
     if plan.pad:
         states = [ops.pad(v, [[plan.pad, 0], [0, 0]]) for v in states]
-    saved = []
+    saved: list[Any] = []
     for step in plan.steps:
         if isinstance(step, sorting_networks.PermStep):
             states = [_permute(v, step.index) for v in states]
