@@ -139,15 +139,21 @@ def _stride_split(v, step):
     """State rows of the step's region as ``(lo, hi)`` of shape (blocks, span, ...), and the rows around it."""
     end = step.offset + step.blocks * 2 * step.span
     region = v[step.offset : end]
-    region = ops.reshape(region, (step.blocks, 2, step.span) + tuple(v.shape[1:]))
+    region = ops.reshape(region, (step.blocks, 2, step.span) + _trailing_shape(v.shape[1:]))
     return region[:, 0], region[:, 1], v[: step.offset], v[end:]
 
 
 def _stride_join(out_lo, out_hi, before, after, step):
     region = ops.stack([out_lo, out_hi], axis=1)
-    region = ops.reshape(region, (step.blocks * 2 * step.span,) + tuple(out_lo.shape[2:]))
+    region = ops.reshape(region, (step.blocks * 2 * step.span,) + _trailing_shape(out_lo.shape[2:]))
     parts = [t for t in (before, region, after) if t.shape[0]]
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=0)
+
+
+def _trailing_shape(shape):
+    # The batch axis is unknown when a model is traced with a dynamic batch
+    # (SavedModel export); reshape takes one -1 for it.
+    return tuple(-1 if d is None else d for d in shape)
 
 
 def _mix(lo: Any, hi: Any, p: Any, q: Any) -> tuple[Any, Any]:
