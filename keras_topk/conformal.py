@@ -83,9 +83,12 @@ Example:
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "ConformalSets",
@@ -249,7 +252,7 @@ def _all_ranks(scores):
     return count - 1
 
 
-def label_ranks(scores, labels):
+def label_ranks(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """The label's 0-based rank in each row, ties counted against the label.
 
     :math:`r = \\#\\{ j \\ne y : s_j \\ge s_y \\}`: the label is a top-k hit
@@ -297,7 +300,12 @@ def _check_coverages(coverages):
     return tuple(out)
 
 
-def candidates_for_coverage(scores, labels, coverages=(0.9, 0.95, 0.99), sample_weight=None):
+def candidates_for_coverage(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    coverages: Sequence[float] = (0.9, 0.95, 0.99),
+    sample_weight: ArrayLike | None = None,
+) -> dict[float, int]:
     """The smallest k whose top-k accuracy on these data reaches each coverage.
 
     :math:`k^*(c) = \\min \\{ k \\ge 1 : \\mathrm{acc}_k \\ge c \\}`, with
@@ -352,7 +360,7 @@ def candidates_for_coverage(scores, labels, coverages=(0.9, 0.95, 0.99), sample_
     return result
 
 
-def min_calibration_size(alpha):
+def min_calibration_size(alpha: float) -> int:
     """The fewest calibration examples for which a finite conformal threshold exists.
 
     The threshold is the :math:`\\lceil (m+1)(1-\\alpha) \\rceil`-th smallest of
@@ -437,7 +445,7 @@ class ConformalSets:
     n_calibration: int = 0
 
     @property
-    def k_hat(self):
+    def k_hat(self) -> int:
         """For ``method="topk"``: the number of top classes in every set (ties aside)."""
         if self.method != "topk":
             raise AttributeError(
@@ -446,7 +454,7 @@ class ConformalSets:
             )
         return int(self.threshold) + 1
 
-    def scores_of(self, scores, seed=None):
+    def scores_of(self, scores: ArrayLike, seed: int | None = None) -> np.ndarray:
         """The non-conformity score of every class, shape ``(..., n)``."""
         s = _scores_array(scores)
         flat = _flat(s)
@@ -454,7 +462,7 @@ class ConformalSets:
         values = _conformity(flat, self.method, self.from_logits, self.lam, self.k_reg, u)
         return values.reshape(s.shape)
 
-    def predict(self, scores, seed=None):
+    def predict(self, scores: ArrayLike, seed: int | None = None) -> np.ndarray:
         """Boolean membership masks, shape ``(..., n)``: ``True`` where the class is in the set.
 
         Args:
@@ -473,7 +481,9 @@ class ConformalSets:
             member[rows] = values <= self.threshold
         return member.reshape(s.shape)
 
-    def predict_indices(self, scores, seed=None):
+    def predict_indices(
+        self, scores: ArrayLike, seed: int | None = None
+    ) -> list[np.ndarray]:
         """The sets as lists of class indices, most likely first (ties by class index).
 
         Returns a list with one int64 array per example (flattened leading axes).
@@ -485,17 +495,17 @@ class ConformalSets:
 
 
 def calibrate(
-    scores,
-    labels,
-    alpha,
-    method="topk",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    alpha: float,
+    method: str = "topk",
     *,
-    randomized=False,
-    from_logits=True,
-    lam=0.01,
-    k_reg=5,
-    seed=None,
-):
+    randomized: bool = False,
+    from_logits: bool = True,
+    lam: float = 0.01,
+    k_reg: int = 5,
+    seed: int | None = None,
+) -> "ConformalSets":
     """Calibrates a split-conformal set predictor on held-out labelled scores.
 
     Computes the non-conformity score of every calibration label (see the
@@ -583,7 +593,7 @@ def calibrate(
     )
 
 
-def evaluate_sets(sets, labels):
+def evaluate_sets(sets: Any, labels: ArrayLike) -> dict[str, float]:
     """Empirical coverage and set sizes of prediction sets.
 
     Args:
@@ -626,7 +636,15 @@ def evaluate_sets(sets, labels):
     }
 
 
-def predict_sets(model, x, conformal_sets, *, batch_size=None, seed=None, as_indices=False):
+def predict_sets(
+    model: Any,
+    x: Any,
+    conformal_sets: "ConformalSets",
+    *,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    as_indices: bool = False,
+) -> Any:
     """Prediction sets of a Keras model for inputs ``x``.
 
     Runs ``model.predict(x)`` and applies `ConformalSets.predict` (or

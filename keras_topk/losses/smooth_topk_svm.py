@@ -30,6 +30,7 @@ autodiff through it is the exact gradient.
 
 import dataclasses
 import math
+from typing import Any
 
 import keras
 from keras import ops
@@ -61,7 +62,9 @@ class SmoothTopKSVMConfig(Config):
         _config.check_k_fits_classes("k", self.k, n, strict=True)
 
 
-def smooth_topk_svm(y_true, y_pred, *, k=5, tau=1.0, alpha=1.0):
+def smooth_topk_svm(
+    y_true: Any, y_pred: Any, *, k: int = 5, tau: float = 1.0, alpha: float = 1.0
+) -> Any:
     """Per-sample smooth top-k SVM loss.
 
     See `SmoothTopKSVM` for the formula and the arguments.

@@ -1,6 +1,7 @@
 """Differentiable top-k cross-entropy (Petersen et al., ICML 2022)."""
 
 import dataclasses
+from typing import Any
 
 import keras
 from keras import ops
@@ -58,7 +59,7 @@ class TopKCrossEntropyConfig(Config):
 
 
 @takes_config(TopKCrossEntropyConfig)
-def topk_cross_entropy(y_true, y_pred, **arguments):
+def topk_cross_entropy(y_true: Any, y_pred: Any, **arguments: Any) -> Any:
     """Per-sample differentiable top-k cross-entropy.
 
     See `TopKCrossEntropy` for the formula and the arguments.

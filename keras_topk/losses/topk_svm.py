@@ -1,6 +1,7 @@
 """The hard top-k SVM: ``max(0, alpha + (t_k - s_y) / k)``, ``t_k`` the k-th largest other score."""
 
 import dataclasses
+from typing import Any
 
 import keras
 from keras import ops
@@ -25,7 +26,7 @@ class TopKSVMConfig(Config):
         _config.check_k_fits_classes("k", self.k, n, strict=True)
 
 
-def topk_svm(y_true, y_pred, *, k=5, alpha=1.0):
+def topk_svm(y_true: Any, y_pred: Any, *, k: int = 5, alpha: float = 1.0) -> Any:
     """Per-sample hard top-k SVM loss ``max(0, alpha + (t_k - s_y) / k)``.
 
     See `TopKSVM`; arguments as for `smooth_topk_svm`.

@@ -8,6 +8,7 @@ reads the mixing weight from its schedule state
 """
 
 import dataclasses
+from typing import Any
 
 import keras
 import numpy as np
@@ -157,7 +158,7 @@ def _transition_2d(s, y, rows, config, weight):
 # --------------------------------------------------------------------------- #
 
 
-def grouped_cross_entropy(y_true, y_pred, *, k, group="label"):
+def grouped_cross_entropy(y_true: Any, y_pred: Any, *, k: int, group: str = "label") -> Any:
     r"""Per-sample grouped cross-entropy ``L_group`` (no transition).
 
     .. math::
@@ -196,7 +197,9 @@ def grouped_cross_entropy(y_true, y_pred, *, k, group="label"):
     )
 
 
-def topk_transition_loss(y_true, y_pred, *, k, weight, group="label"):
+def topk_transition_loss(
+    y_true: Any, y_pred: Any, *, k: int, weight: Any, group: str = "label"
+) -> Any:
     r"""Per-sample mixture ``(1 - w) CE + w L_group`` at a given weight.
 
     .. math::
@@ -405,7 +408,7 @@ class TopKTransitionLoss(TopKLoss):
         self.state = TransitionState(initial_weight=initial, name=f"{self.name}_weight")
 
     @property
-    def current_weight(self):
+    def current_weight(self) -> float:
         """The current ``w`` as a Python float."""
         return float(ops.convert_to_numpy(self.state.weight))
 
@@ -423,7 +426,7 @@ class TopKTransitionLoss(TopKLoss):
                 self.state.batch_accuracy.assign(ops.cast(accuracy, "float32"))
         return losses
 
-    def schedule_weight(self, steps, accuracy=0.0):
+    def schedule_weight(self, steps: int, accuracy: float = 0.0) -> float:
         """``w`` after ``steps`` training steps at running accuracy ``accuracy``."""
         if self.transition == "constant":
             return self.weight
@@ -433,7 +436,7 @@ class TopKTransitionLoss(TopKLoss):
             progress = min(max(accuracy, 0.0), 1.0)
         return self.weight_start + (self.weight_end - self.weight_start) * progress
 
-    def advance(self, steps=1):
+    def advance(self, steps: int = 1) -> float:
         """Advances the schedule by ``steps`` completed training steps.
 
         What `TransitionCallback` calls at the end of each training batch; call

@@ -16,6 +16,8 @@ sum over examples: exact over an epoch, merged across batches and replicas.
 new data: `keras_topk.conformal.calibrate` adds one.
 """
 
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -40,7 +42,7 @@ def _flat_ranks_and_labels(y_true, y_pred):
     return scores, label_rank_2d(flat_scores, flat_labels), flat_labels
 
 
-def rank_histogram(y_true, y_pred, sample_weight=None):
+def rank_histogram(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
     """The (weighted) histogram of the label's rank, ties counted against the label.
 
     Args:
@@ -66,7 +68,7 @@ def rank_histogram(y_true, y_pred, sample_weight=None):
     return ops.sum(ops.one_hot(ranks, n, dtype=dtype) * weights[:, None], axis=0)
 
 
-def candidates_from_histogram(histogram, coverages):
+def candidates_from_histogram(histogram: Any, coverages: Any) -> Any:
     """``k*(c)`` for each coverage from a rank histogram; 0 where the histogram is empty.
 
     Returns a float tensor of shape ``(len(coverages),)``.

@@ -23,6 +23,9 @@ A NaN score is never retrieved and counts as scoring above every other class.
 For ``k >= n`` every class is retrieved.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -79,7 +82,7 @@ def _hits_2d(s, relevant, ks):
     return ops.stack(columns, axis=-1)
 
 
-def multilabel_topk_hits(y_true, y_pred, ks=(1, 5)):
+def multilabel_topk_hits(y_true: Any, y_pred: Any, ks: Sequence[int] = (1, 5)) -> Any:
     """``|T_k ∩ Y|`` for every k: relevant classes retrieved in the top k, ties conservative.
 
     Args:

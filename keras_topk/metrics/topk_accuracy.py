@@ -22,6 +22,8 @@ sample, and gives every k at once (``hit_k = r < k``), so several k cost the
 same single pass as one and no ``top_k`` is needed.
 """
 
+from typing import Any
+
 import keras
 from keras import ops
 from keras_topk import _backend
@@ -33,7 +35,7 @@ from keras_topk.ops.ranking import label_rank_2d
 __all__ = ["MultiTopKAccuracy", "TopKAccuracy", "label_rank", "topk_hits"]
 
 
-def label_rank(y_true, y_pred):
+def label_rank(y_true: Any, y_pred: Any) -> Any:
     """Number of other classes scoring at least as high as the label.
 
     This is the label's 0-based rank with ties counted against it; the label
@@ -65,7 +67,7 @@ def label_rank(y_true, y_pred):
     return _inputs.unflatten_batch(ranks, scores)
 
 
-def topk_hits(y_true, y_pred, k=5):
+def topk_hits(y_true: Any, y_pred: Any, k: int = 5) -> Any:
     """Per-sample top-k hits under the pessimistic tie rule.
 
     A label is a hit when fewer than ``k`` other classes score at least as

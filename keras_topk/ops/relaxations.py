@@ -8,13 +8,16 @@ Petersen et al. (ICML 2022) as the reference implementation computes them.
 """
 
 import math
+from typing import Any
 
 from keras import ops
 
 DISTRIBUTIONS = ("logistic", "logistic_phi", "cauchy", "reciprocal", "gaussian", "optimal")
 
 
-def comparator_weight(diff, distribution, inverse_temperature, art_lambda=0.5):
+def comparator_weight(
+    diff: Any, distribution: str, inverse_temperature: Any, art_lambda: float = 0.5
+) -> Any:
     """``alpha = f(diff)`` for ``diff = x_b - x_a``, elementwise.
 
     Args:

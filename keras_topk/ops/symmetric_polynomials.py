@@ -19,6 +19,7 @@ backward uses an alternating series instead and loses digits to cancellation.
 """
 
 import math
+from typing import Any
 
 import numpy as np
 from keras import backend
@@ -28,7 +29,7 @@ from keras_topk import _config
 from keras_topk import _inputs
 
 
-def log_elementary_symmetric(x, k):
+def log_elementary_symmetric(x: Any, k: int) -> Any:
     r"""Log elementary symmetric polynomials of ``exp(x)``, degrees 0..k.
 
     .. math::
