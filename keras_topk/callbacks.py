@@ -1,5 +1,7 @@
 """Callbacks: `TransitionCallback`, which advances the schedule of `TopKTransitionLoss`."""
 
+from typing import Any
+
 import keras
 
 __all__ = ["TransitionCallback"]
@@ -49,18 +51,23 @@ class TransitionCallback(keras.callbacks.Callback):
 
     Example:
 
+    Two outputs, each with a default-named transition loss, log two keys:
+
     >>> import numpy as np, keras, keras_topk
-    >>> loss = keras_topk.losses.TopKTransitionLoss(k=2, transition="linear", transition_steps=4)
-    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
-    >>> model.compile("sgd", loss=loss)
+    >>> inputs = keras.Input((3,))
+    >>> heads = {name: keras.layers.Dense(5, name=name)(inputs) for name in ("a", "b")}
+    >>> model = keras.Model(inputs, heads)
+    >>> schedule = dict(k=2, transition="linear")
+    >>> model.compile("sgd", loss={"a": keras_topk.losses.TopKTransitionLoss(**schedule, transition_steps=2),
+    ...                            "b": keras_topk.losses.TopKTransitionLoss(**schedule, transition_steps=8)})
     >>> x, y = np.ones((8, 3), "float32"), np.arange(8) % 5
-    >>> history = model.fit(x, y, batch_size=4, epochs=1, verbose=0,
-    ...                     callbacks=[keras_topk.callbacks.TransitionCallback()])
-    >>> history.history["topk_transition_weight"]
-    [0.5]
+    >>> logs = model.fit(x, {"a": y, "b": y}, batch_size=4, verbose=0,
+    ...                  callbacks=[keras_topk.callbacks.TransitionCallback()]).history
+    >>> logs["a_topk_transition_weight"], logs["b_topk_transition_weight"]
+    ([1.0], [0.25])
     """
 
-    def __init__(self, losses=None):
+    def __init__(self, losses: Any = None) -> None:
         super().__init__()
         if losses is not None:
             losses = [l for _, l in _find_transition_losses(losses if isinstance(losses, (list, tuple)) else [losses])]
@@ -69,10 +76,10 @@ class TransitionCallback(keras.callbacks.Callback):
                     "`losses` must be a TopKTransitionLoss or a list of them; got none."
                 )
         self._given = losses
-        self._losses = []
-        self._begin = None
+        self._losses: list[Any] = []
+        self._begin: int | None = None
 
-    def set_model(self, model):
+    def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
         found = _find_transition_losses(getattr(model, "loss", None))
         if self._given:
@@ -119,10 +126,10 @@ class TransitionCallback(keras.callbacks.Callback):
                 key = f"{prefix}_{key}"
             loss.state.name = key
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._begin = batch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         steps = 1 if self._begin is None else max(batch - self._begin + 1, 1)
         self._begin = None
         self.model  # noqa: B018  (on JAX, syncs the step's state back to the variables)
