@@ -32,13 +32,13 @@ _NEURALSORT_DENSE_MAX_N = 256
 
 
 def soft_topk(
-    scores,
-    k,
-    method="splitter_selection",
-    inverse_temperature=1.0,
-    distribution="logistic_phi",
-    art_lambda=0.5,
-):
+    scores: Any,
+    k: int,
+    method: str = "splitter_selection",
+    inverse_temperature: float = 1.0,
+    distribution: str = "logistic_phi",
+    art_lambda: float = 0.5,
+) -> Any:
     """Relaxed top-k attribution matrix of ``scores``.
 
     Args:
