@@ -217,6 +217,14 @@ class SmoothTopKSVM(TopKLoss):
 
     function = staticmethod(smooth_topk_svm)
 
-    def __init__(self, k=5, tau=1.0, alpha=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(
+        self,
+        k: int = 5,
+        tau: float = 1.0,
+        alpha: float = 1.0,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
         config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
         super().__init__(config, name=name or "smooth_topk_svm", reduction=reduction, dtype=dtype)

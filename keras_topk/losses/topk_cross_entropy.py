@@ -1,6 +1,7 @@
 """Differentiable top-k cross-entropy (Petersen et al., ICML 2022)."""
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -20,7 +21,7 @@ _EPS = 1e-7
 
 @dataclasses.dataclass(frozen=True)
 class TopKCrossEntropyConfig(Config):
-    p_k: tuple = (0.2, 0.2, 0.2, 0.2, 0.2)
+    p_k: Sequence[float] = (0.2, 0.2, 0.2, 0.2, 0.2)
     method: str = "splitter_selection"
     inverse_temperature: float = 1.0
     distribution: str = "logistic_phi"
@@ -208,17 +209,17 @@ class TopKCrossEntropy(TopKLoss):
 
     def __init__(
         self,
-        p_k=(0.2, 0.2, 0.2, 0.2, 0.2),
-        method="splitter_selection",
-        inverse_temperature=1.0,
-        distribution="logistic_phi",
-        art_lambda=0.5,
-        m=None,
-        top1_mode="sm",
-        reduction="sum_over_batch_size",
-        name="topk_cross_entropy",
-        dtype=None,
-    ):
+        p_k: Sequence[float] = (0.2, 0.2, 0.2, 0.2, 0.2),
+        method: str = "splitter_selection",
+        inverse_temperature: float = 1.0,
+        distribution: str = "logistic_phi",
+        art_lambda: float = 0.5,
+        m: int | None = None,
+        top1_mode: str = "sm",
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "topk_cross_entropy",
+        dtype: Any = None,
+    ) -> None:
         config = TopKCrossEntropyConfig(p_k=p_k, method=method, inverse_temperature=inverse_temperature,
                                         distribution=distribution, art_lambda=art_lambda, m=m, top1_mode=top1_mode)
         super().__init__(config, name=name, reduction=reduction, dtype=dtype)

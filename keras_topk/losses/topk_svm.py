@@ -85,5 +85,12 @@ class TopKSVM(TopKLoss):
 
     function = staticmethod(topk_svm)
 
-    def __init__(self, k=5, alpha=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(
+        self,
+        k: int = 5,
+        alpha: float = 1.0,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__(TopKSVMConfig(k=k, alpha=alpha), name=name or "topk_svm", reduction=reduction, dtype=dtype)

@@ -389,18 +389,18 @@ class TopKTransitionLoss(TopKLoss):
 
     def __init__(
         self,
-        k=5,
-        transition="adaptive",
-        weight=None,
-        group="label",
-        weight_start=0.0,
-        weight_end=1.0,
-        transition_steps=None,
-        momentum=0.99,
-        reduction="sum_over_batch_size",
-        name="topk_transition",
-        dtype=None,
-    ):
+        k: int = 5,
+        transition: str = "adaptive",
+        weight: float | None = None,
+        group: str = "label",
+        weight_start: float = 0.0,
+        weight_end: float = 1.0,
+        transition_steps: int | None = None,
+        momentum: float = 0.99,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "topk_transition",
+        dtype: Any = None,
+    ) -> None:
         config = TransitionConfig(k=k, transition=transition, weight=weight, group=group, weight_start=weight_start,
                                   weight_end=weight_end, transition_steps=transition_steps, momentum=momentum)
         super().__init__(config, name=name, reduction=reduction, dtype=dtype)
