@@ -70,7 +70,9 @@ def _rewrite_links(text, source_dir, page_dir):
             return f"{label} (README)" if not bang else m.group(0)
         path, _, anchor = target.partition("#")
         repo_path = posixpath.normpath(posixpath.join(source_dir, path))
-        if repo_path.startswith("docs/") or any(repo_path.startswith(a + "/") for a in ASSETS):
+        if repo_path.startswith("docs/") or any(
+            repo_path.startswith(a + "/") and repo_path.endswith(".png") for a in ASSETS
+        ):
             site_path = repo_path[len("docs/") :] if repo_path.startswith("docs/") else repo_path
             if (ROOT / repo_path).exists():
                 rel = posixpath.relpath(site_path, page_dir or ".")
