@@ -35,6 +35,21 @@ def comparator_weight(
               "Monotonic differentiable sorting networks") prove optimal.
         inverse_temperature: ``beta > 0``, the steepness.
         art_lambda: the exponent of "logistic_phi".
+
+    Returns:
+        ``alpha`` in ``[0, 1]``, the shape of ``diff``; ``f(0) = 1/2`` for every distribution.
+
+    Example:
+
+    >>> import numpy as np, keras, keras_topk
+    >>> diff = np.array([-1.0, 0.0, 2.0], "float32")
+    >>> def weights(distribution):
+    ...     alpha = keras_topk.ops.comparator_weight(diff, distribution, inverse_temperature=1.0)
+    ...     return [round(float(a), 4) for a in keras.ops.convert_to_numpy(alpha)]
+    >>> weights("logistic")     # sigmoid(v)
+    [0.2689, 0.5, 0.8808]
+    >>> weights("cauchy")       # atan(v) / pi + 1/2: heavier tails
+    [0.25, 0.5, 0.8524]
     """
     beta = inverse_temperature
     if distribution == "logistic":
