@@ -171,7 +171,10 @@ def undeclared_imports(root=ROOT, folders=FOLDERS, setup_cfg=None, dist_map=None
                     continue
                 # Not installed here (e.g. torch in a TensorFlow-only CI step):
                 # accepted only if the module's own name is a declared distribution.
-                if not have and canonicalize_name(UNINSTALLED_PROVIDERS.get(module, module)) in allowed:
+                if (
+                    not have
+                    and canonicalize_name(UNINSTALLED_PROVIDERS.get(module, module)) in allowed
+                ):
                     continue
                 where = path.relative_to(root)
                 if have:

@@ -32,24 +32,43 @@ def reference_loss(n, p_k, method, inverse_temperature, distribution, art_lambda
         k = len(p_k)
         if method in ("bitonic", "splitter_selection"):
             loss = dl.TopKCrossEntropyLoss(
-                "odd_even", inverse_temperature, list(p_k), n, m=m, distribution=distribution,
-                art_lambda=art_lambda, top1_mode=top1_mode,
+                "odd_even",
+                inverse_temperature,
+                list(p_k),
+                n,
+                m=m,
+                distribution=distribution,
+                art_lambda=art_lambda,
+                top1_mode=top1_mode,
             )
             if method == "bitonic":
                 layers = dn.sparse_bitonic_network(size)
             else:
                 layers = dn.sparse_splitter_selection_network(size, k)
             net = DiffTopkNet(
-                "odd_even", size, k, sparse=False, steepness=inverse_temperature,
-                art_lambda=art_lambda, distribution=distribution,
+                "odd_even",
+                size,
+                k,
+                sparse=False,
+                steepness=inverse_temperature,
+                art_lambda=art_lambda,
+                distribution=distribution,
             )
-            net.sorting_network = [[torch.from_numpy(a).float() for a in layer[:4]] for layer in layers]
+            net.sorting_network = [
+                [torch.from_numpy(a).float() for a in layer[:4]] for layer in layers
+            ]
             loss.top_k_net = net
             loss.diffsort_method = method
         else:
             loss = dl.TopKCrossEntropyLoss(
-                method, inverse_temperature, list(p_k), n, m=m, distribution=distribution,
-                art_lambda=art_lambda, top1_mode=top1_mode,
+                method,
+                inverse_temperature,
+                list(p_k),
+                n,
+                m=m,
+                distribution=distribution,
+                art_lambda=art_lambda,
+                top1_mode=top1_mode,
             )
     return loss
 

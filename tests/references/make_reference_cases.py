@@ -77,15 +77,35 @@ def topk_ce_grid():
                     n = small_n[i % len(small_n)] if m is None else 12
                     beta = (1.0, 0.5, 2.0)[i % 3]
                     art_lambda = (0.5, 0.25)[i % 2]
-                    cases.append(dict(method=method, distribution=distribution, top1_mode=top1_mode,
-                                      n=n, m=m, inverse_temperature=beta, art_lambda=art_lambda, b=4))
+                    cases.append(
+                        dict(
+                            method=method,
+                            distribution=distribution,
+                            top1_mode=top1_mode,
+                            n=n,
+                            m=m,
+                            inverse_temperature=beta,
+                            art_lambda=art_lambda,
+                            b=4,
+                        )
+                    )
                     i += 1
     for method in ("neuralsort", "softsort"):
         for top1_mode in TOP1_MODES:
             for m in (None, 6):
                 n = small_n[i % len(small_n)] if m is None else 12
-                cases.append(dict(method=method, distribution="logistic", top1_mode=top1_mode,
-                                  n=n, m=m, inverse_temperature=(1.0, 0.5, 2.0)[i % 3], art_lambda=0.5, b=4))
+                cases.append(
+                    dict(
+                        method=method,
+                        distribution="logistic",
+                        top1_mode=top1_mode,
+                        n=n,
+                        m=m,
+                        inverse_temperature=(1.0, 0.5, 2.0)[i % 3],
+                        art_lambda=0.5,
+                        b=4,
+                    )
+                )
                 i += 1
     # n from 2 to 1000 for every method (defaults otherwise).
     sweep = [(2, None), (3, None), (7, None), (64, None), (100, 16), (257, None), (1000, 16)]
@@ -93,13 +113,33 @@ def topk_ce_grid():
         for n, m in sweep:
             if method == "odd_even" and n > 100 and m is None:
                 continue  # n layers of dense (n x n) matrices: minutes for the reference
-            cases.append(dict(method=method, distribution="logistic_phi", top1_mode="sm", n=n, m=m,
-                              inverse_temperature=1.0, art_lambda=0.5, b=2 if n > 100 else 4))
+            cases.append(
+                dict(
+                    method=method,
+                    distribution="logistic_phi",
+                    top1_mode="sm",
+                    n=n,
+                    m=m,
+                    inverse_temperature=1.0,
+                    art_lambda=0.5,
+                    b=2 if n > 100 else 4,
+                )
+            )
     # All 1000 classes without m where the reference can run it: the dense
     # executor needs (n x n) matrices per network layer (tens of GB at n = 1000).
     for method in ("neuralsort", "softsort"):
-        cases.append(dict(method=method, distribution="logistic_phi", top1_mode="sm", n=1000, m=None,
-                          inverse_temperature=1.0, art_lambda=0.5, b=2))
+        cases.append(
+            dict(
+                method=method,
+                distribution="logistic_phi",
+                top1_mode="sm",
+                n=1000,
+                m=None,
+                inverse_temperature=1.0,
+                art_lambda=0.5,
+                b=2,
+            )
+        )
     for case in cases:
         case["p_k"] = p_k_for(case["n"], case["m"])
     return cases
@@ -116,13 +156,30 @@ def svm_grid():
                         if kind == "hard" and rows == "switch":
                             continue
                         n = {1: 10, 2: 20, 5: 40}[k]
-                        cases.append(dict(kind=kind, k=k, tau=tau, alpha=alpha, dtype=dtype, rows=rows, n=n, b=8))
+                        cases.append(
+                            dict(
+                                kind=kind,
+                                k=k,
+                                tau=tau,
+                                alpha=alpha,
+                                dtype=dtype,
+                                rows=rows,
+                                n=n,
+                                b=8,
+                            )
+                        )
     # Larger n, the default settings.
     for n in (2, 1000):
         for dtype in ("float64", "float32"):
-            cases.append(dict(kind="smooth", k=1, tau=1.0, alpha=1.0, dtype=dtype, rows="normal", n=n, b=4))
-    cases.append(dict(kind="smooth", k=5, tau=1.0, alpha=1.0, dtype="float32", rows="normal", n=1000, b=4))
-    cases.append(dict(kind="smooth", k=5, tau=0.1, alpha=1.0, dtype="float64", rows="switch", n=1000, b=8))
+            cases.append(
+                dict(kind="smooth", k=1, tau=1.0, alpha=1.0, dtype=dtype, rows="normal", n=n, b=4)
+            )
+    cases.append(
+        dict(kind="smooth", k=5, tau=1.0, alpha=1.0, dtype="float32", rows="normal", n=1000, b=4)
+    )
+    cases.append(
+        dict(kind="smooth", k=5, tau=0.1, alpha=1.0, dtype="float64", rows="switch", n=1000, b=8)
+    )
     return cases
 
 
@@ -166,19 +223,31 @@ def run_topk_ce(case, seed):
     # (float32-valued) inputs: its network matrices cast to float64, and float64
     # as torch's default dtype for the tensors it creates itself.
     # (Not for neuralsort: difftopk's NeuralSort builds torch.FloatTensor constants.)
-    dtypes = ((torch.float32, ""),) if case["method"] == "neuralsort" else ((torch.float32, ""), (torch.float64, "64"))
+    dtypes = (
+        ((torch.float32, ""),)
+        if case["method"] == "neuralsort"
+        else ((torch.float32, ""), (torch.float64, "64"))
+    )
     for dtype, suffix in dtypes:
         previous = torch.get_default_dtype()
         torch.set_default_dtype(dtype)
         try:
             with quiet():
                 loss = difftopk_reference.reference_loss(
-                    case["n"], case["p_k"], case["method"], case["inverse_temperature"], case["distribution"],
-                    case["art_lambda"], case["m"], case["top1_mode"],
+                    case["n"],
+                    case["p_k"],
+                    case["method"],
+                    case["inverse_temperature"],
+                    case["distribution"],
+                    case["art_lambda"],
+                    case["m"],
+                    case["top1_mode"],
                 )
                 net = getattr(loss, "top_k_net", None)
                 if net is not None:
-                    net.sorting_network = [[a.to(dtype) for a in layer] for layer in net.sorting_network]
+                    net.sorting_network = [
+                        [a.to(dtype) for a in layer] for layer in net.sorting_network
+                    ]
                 scores = torch.tensor(x, dtype=dtype, requires_grad=True)
                 value = loss(scores, torch.tensor(y, dtype=torch.long))
                 value.backward()
@@ -220,7 +289,11 @@ def run_svm(case, seed, topk):
     n, k, tau, alpha = case["n"], case["k"], case["tau"], case["alpha"]
     with quiet():
         if case["kind"] == "hard":
-            module = topk.svm.MaxTop1SVM(n, alpha=alpha) if k == 1 else topk.svm.MaxTopkSVM(n, alpha=alpha, k=k)
+            module = (
+                topk.svm.MaxTop1SVM(n, alpha=alpha)
+                if k == 1
+                else topk.svm.MaxTopkSVM(n, alpha=alpha, k=k)
+            )
         elif k == 1:
             module = topk.svm.SmoothTop1SVM(n, alpha=alpha, tau=tau)
         else:
@@ -231,16 +304,25 @@ def run_svm(case, seed, topk):
     values = []
     for i in range(case["b"]):
         with quiet(), torch.no_grad():
-            values.append(float(module(torch.tensor(x[i : i + 1], dtype=torch_dtype), labels[i : i + 1])))
+            values.append(
+                float(module(torch.tensor(x[i : i + 1], dtype=torch_dtype), labels[i : i + 1]))
+            )
     scores = torch.tensor(x, dtype=torch_dtype, requires_grad=True)
     with quiet():
         mean = module(scores, labels)
         mean.backward()
-    out = dict(x=x, y=y.astype(np.int64), value=np.asarray(values, dtype=dtype),
-               grad=scores.grad.numpy().astype(dtype), mean=np.asarray(float(mean), dtype=dtype))
+    out = dict(
+        x=x,
+        y=y.astype(np.int64),
+        value=np.asarray(values, dtype=dtype),
+        grad=scores.grad.numpy().astype(dtype),
+        mean=np.asarray(float(mean), dtype=dtype),
+    )
     if case["kind"] == "smooth":
         with torch.no_grad():
-            _, hard = topk.utils.detect_large(torch.tensor(x, dtype=torch_dtype), k, tau, module.thresh)
+            _, hard = topk.utils.detect_large(
+                torch.tensor(x, dtype=torch_dtype), k, tau, module.thresh
+            )
         out["hard"] = hard.numpy()
     out["grad_fd"] = finite_differences(module, case, x.astype(np.float64), y, topk)
     return out
@@ -282,7 +364,9 @@ def finite_differences(module, case, x, y, topk):
             grad[i] = (f[:n] - f[n:]) / (2 * h) / b
         check = per_sample(module, case, torch.tensor(x), torch.tensor(y), topk).numpy()
         full = np.mean(check)
-        assert abs(full - float(module(torch.tensor(x), torch.tensor(y)))) <= 1e-12 * max(1.0, abs(full))
+        assert abs(full - float(module(torch.tensor(x), torch.tensor(y)))) <= 1e-12 * max(
+            1.0, abs(full)
+        )
     return grad
 
 
@@ -300,14 +384,24 @@ def versions(smooth_topk_path):
     commit = None
     if smooth_topk_path is not None:
         try:
-            commit = subprocess.run(["git", "-C", str(smooth_topk_path), "rev-parse", "HEAD"],
-                                    capture_output=True, text=True, check=True).stdout.strip()
+            commit = subprocess.run(
+                ["git", "-C", str(smooth_topk_path), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             commit = None
-    return dict(difftopk=dist("difftopk"), diffsort=dist("diffsort"), torch=torch.__version__,
-                numpy=np.__version__, python=platform.python_version(),
-                smooth_topk="github.com/oval-group/smooth-topk", smooth_topk_commit=commit,
-                torch_sparse=dist("torch-sparse"))
+    return dict(
+        difftopk=dist("difftopk"),
+        diffsort=dist("diffsort"),
+        torch=torch.__version__,
+        numpy=np.__version__,
+        python=platform.python_version(),
+        smooth_topk="github.com/oval-group/smooth-topk",
+        smooth_topk_commit=commit,
+        torch_sparse=dist("torch-sparse"),
+    )
 
 
 def write(path, meta, results):
@@ -322,8 +416,12 @@ def write(path, meta, results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smooth-topk", type=pathlib.Path, required=True,
-                        help="a checkout of github.com/oval-group/smooth-topk")
+    parser.add_argument(
+        "--smooth-topk",
+        type=pathlib.Path,
+        required=True,
+        help="a checkout of github.com/oval-group/smooth-topk",
+    )
     parser.add_argument("--output", type=pathlib.Path, default=CASES_DIR)
     parser.add_argument("--only", choices=("topk_cross_entropy", "smooth_topk_svm"))
     args = parser.parse_args(argv)
@@ -335,35 +433,52 @@ def main(argv=None):
         from tests.references import difftopk_reference
 
         if not difftopk_reference.available():
-            sys.exit("difftopk and torch are needed: pip install --no-deps difftopk==0.2.0 diffsort==0.2.0")
+            sys.exit(
+                "difftopk and torch are needed: pip install --no-deps difftopk==0.2.0 diffsort==0.2.0"
+            )
         cases = topk_ce_grid()
         results = []
         for i, case in enumerate(cases):
             t0 = time.perf_counter()
             results.append(run_topk_ce(case, seed=1000 + i))
-            print(f"{i + 1}/{len(cases)} {case['method']} n={case['n']} m={case['m']}: "
-                  f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"{i + 1}/{len(cases)} {case['method']} n={case['n']} m={case['m']}: "
+                f"{time.perf_counter() - t0:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             case["network_path"] = (
                 "dense executor (difftopk's sparse network, first four matrices per layer)"
                 if case["method"] in ("bitonic", "splitter_selection")
                 else ("dense (odd_even)" if case["method"] == "odd_even" else "-")
             )
-        meta = dict(reference="difftopk.TopKCrossEntropyLoss", dtype="float32 inputs x",
-                    value="the reference's batch mean, float32", grad="d value / d x, float32",
-                    value64="the same code in float64 on the same x (not for neuralsort)",
-                    grad64="its gradient, float64",
-                    versions=info, cases=cases, command="python -m tests.references.make_reference_cases")
+        meta = dict(
+            reference="difftopk.TopKCrossEntropyLoss",
+            dtype="float32 inputs x",
+            value="the reference's batch mean, float32",
+            grad="d value / d x, float32",
+            value64="the same code in float64 on the same x (not for neuralsort)",
+            grad64="its gradient, float64",
+            versions=info,
+            cases=cases,
+            command="python -m tests.references.make_reference_cases",
+        )
         write(args.output / "topk_cross_entropy.npz", meta, results)
     if args.only in (None, "smooth_topk_svm"):
         topk = import_smooth_topk(args.smooth_topk)
         cases = svm_grid()
         results = [run_svm(case, 5000 + i, topk) for i, case in enumerate(cases)]
-        meta = dict(reference="smooth-topk topk.svm (SmoothTopkSVM, SmoothTop1SVM, MaxTopkSVM, MaxTop1SVM)",
-                    value="per-sample: the module on each row alone", mean="the module on the batch",
-                    grad="d mean / d x from the module's own backward",
-                    grad_fd="d mean / d x by central differences of the module's forward, float64",
-                    hard="rows the reference computes with the hard loss (its detect_large, thresh 1e3)",
-                    versions=info, cases=cases, command="python -m tests.references.make_reference_cases")
+        meta = dict(
+            reference="smooth-topk topk.svm (SmoothTopkSVM, SmoothTop1SVM, MaxTopkSVM, MaxTop1SVM)",
+            value="per-sample: the module on each row alone",
+            mean="the module on the batch",
+            grad="d mean / d x from the module's own backward",
+            grad_fd="d mean / d x by central differences of the module's forward, float64",
+            hard="rows the reference computes with the hard loss (its detect_large, thresh 1e3)",
+            versions=info,
+            cases=cases,
+            command="python -m tests.references.make_reference_cases",
+        )
         write(args.output / "smooth_topk_svm.npz", meta, results)
 
 

@@ -24,7 +24,11 @@ def cdf(v, distribution, beta, art_lambda=0.5):
         return special.ndtr(beta * v)
     if distribution == "optimal":
         u = beta * v
-        return np.clip(u, -0.25, 0.25) + 0.5 + np.sign(u) * (np.abs(u) > 0.25) * (0.25 - 1 / 16 / (np.abs(u) + 1e-10))
+        return (
+            np.clip(u, -0.25, 0.25)
+            + 0.5
+            + np.sign(u) * (np.abs(u) > 0.25) * (0.25 - 1 / 16 / (np.abs(u) + 1e-10))
+        )
     raise ValueError(distribution)
 
 
@@ -98,7 +102,10 @@ def topk_cross_entropy(s, target, p_k, method, beta, distribution, art_lambda, m
     q = np.cumsum(a, axis=1)  # q[c, k-1]: P(class c in top k)
     soft = special.softmax(s)
     eps = 1e-7
-    nll = lambda p: -(row * np.log(p * (1 - 2 * eps) + eps)).sum()
+
+    def nll(p):
+        return -(row * np.log(p * (1 - 2 * eps) + eps)).sum()
+
     if top1_mode == "sort":
         return nll(sum(p_k[i] * q[:, i] for i in range(k)))
     rest = sum(p_k[i] * q[:, i] for i in range(1, k)) if k > 1 else np.zeros(n)

@@ -60,7 +60,9 @@ def load(name):
     results = []
     for i in range(len(meta["cases"])):
         prefix = f"{i}/"
-        results.append({key[len(prefix):]: data[key] for key in data.files if key.startswith(prefix)})
+        results.append(
+            {key[len(prefix) :]: data[key] for key in data.files if key.startswith(prefix)}
+        )
     return meta, results
 
 
@@ -75,7 +77,9 @@ def ce_id(i):
 
 def svm_id(i):
     c = SVM_META["cases"][i]
-    return f"{i}-{c['kind']}-k{c['k']}-tau{c['tau']}-a{c['alpha']}-{c['dtype']}-{c['rows']}-n{c['n']}"
+    return (
+        f"{i}-{c['kind']}-k{c['k']}-tau{c['tau']}-a{c['alpha']}-{c['dtype']}-{c['rows']}-n{c['n']}"
+    )
 
 
 def test_the_cases_cover_the_grid():
@@ -88,7 +92,9 @@ def test_the_cases_cover_the_grid():
     assert CE_META["versions"]["difftopk"] == "0.2.0"
     svm = SVM_META["cases"]
     assert {c["dtype"] for c in svm} == {"float32", "float64"}
-    assert sum(int(r["hard"].sum()) for r in SVM_RESULTS if "hard" in r) > 10  # the switch is exercised
+    assert (
+        sum(int(r["hard"].sum()) for r in SVM_RESULTS if "hard" in r) > 10
+    )  # the switch is exercised
     assert sum(int((~r["hard"]).sum()) for r in SVM_RESULTS if "hard" in r) > 10
 
 
@@ -108,9 +114,14 @@ GRAD32_FACTOR = _grad32_factor()
 
 def topk_ce(case, dtype="float32"):
     return TopKCrossEntropy(
-        p_k=tuple(case["p_k"]), method=case["method"], inverse_temperature=case["inverse_temperature"],
-        distribution=case["distribution"], art_lambda=case["art_lambda"], m=case["m"],
-        top1_mode=case["top1_mode"], dtype=dtype,
+        p_k=tuple(case["p_k"]),
+        method=case["method"],
+        inverse_temperature=case["inverse_temperature"],
+        distribution=case["distribution"],
+        art_lambda=case["art_lambda"],
+        m=case["m"],
+        top1_mode=case["top1_mode"],
+        dtype=dtype,
     )
 
 
@@ -126,7 +137,9 @@ def test_topk_cross_entropy_reference_case(i):
         return
     # The same maths in float64 on both sides: equal to rounding.
     loss64 = topk_ce(case, "float64")
-    value64, grad64 = autodiff.value_and_grad(lambda v: loss64(ref["y"], v), ref["x"].astype(np.float64))
+    value64, grad64 = autodiff.value_and_grad(
+        lambda v: loss64(ref["y"], v), ref["x"].astype(np.float64)
+    )
     scale = np.abs(ref["grad64"]).max()
     np.testing.assert_allclose(value64, ref["value64"], rtol=1e-10)
     np.testing.assert_allclose(grad64, ref["grad64"], rtol=0, atol=1e-10 * scale)
@@ -135,7 +148,9 @@ def test_topk_cross_entropy_reference_case(i):
     np.testing.assert_allclose(value, ref["value64"], rtol=1e-5 + 2 * value_err)
     np.testing.assert_allclose(value, ref["value"], rtol=1e-5 + 3 * value_err)
     grad_err = np.abs(ref["grad"] - ref["grad64"]).max() / scale
-    np.testing.assert_allclose(grad, ref["grad64"], rtol=0, atol=(1e-5 + GRAD32_FACTOR * grad_err) * scale)
+    np.testing.assert_allclose(
+        grad, ref["grad64"], rtol=0, atol=(1e-5 + GRAD32_FACTOR * grad_err) * scale
+    )
 
 
 @pytest.mark.parametrize("i", range(len(SVM_META["cases"])), ids=svm_id)
@@ -153,7 +168,9 @@ def test_svm_reference_case(i):
     if case["dtype"] == "float64":
         # The reference's k = 1 losses build alpha [j != y] in float32 (`delta(...).float()`).
         alpha_rounding = abs(float(np.float32(alpha)) - alpha) if k == 1 else 0.0
-        np.testing.assert_allclose(value, ref["value"], rtol=1e-12, atol=1e-12 * size + 1.01 * alpha_rounding)
+        np.testing.assert_allclose(
+            value, ref["value"], rtol=1e-12, atol=1e-12 * size + 1.01 * alpha_rounding
+        )
     else:
         np.testing.assert_allclose(value, ref["value"], rtol=1e-5, atol=1e-6 * size)
     # Against central differences of the reference's own forward (float64): its
