@@ -6,6 +6,8 @@ import keras
 from keras import ops
 
 from keras_topk import _backend
+from keras_topk import _inputs
+from keras_topk.ops.ranking import label_rank_2d
 
 
 def sample_weights(sample_weight, mask, per_sample, dtype):
@@ -41,6 +43,26 @@ def flat_weights(sample_weight, mask, per_sample, dtype):
 
 def _flat_size(x):
     return ops.shape(ops.reshape(x, (-1,)))[0]
+
+
+def flat_ranks_and_labels(y_true, y_pred):
+    """``(scores, ranks, labels)``: scores standardized; rank and index of the label, ``(b,)``."""
+    scores = _inputs.standardize_scores(y_pred)
+    labels, dense = _inputs.standardize_labels(y_true, scores)
+    flat_scores, flat_labels = _inputs.flatten_batch(scores, labels, dense)
+    if dense:
+        flat_labels = ops.cast(ops.argmax(flat_labels, axis=-1), "int32")
+    return scores, label_rank_2d(flat_scores, flat_labels), flat_labels
+
+
+def ks_config(metric):
+    """``get_config`` of a metric configured by ``ks`` and ``key_format``."""
+    return {
+        "ks": list(metric.ks),
+        "key_format": metric.key_format,
+        "name": metric.name,
+        "dtype": metric.dtype,
+    }
 
 
 class ClassStateMetric(keras.metrics.Metric):
@@ -89,6 +111,19 @@ class ClassStateMetric(keras.metrics.Metric):
                 f"but got scores with {n} classes (last axis of y_pred). Use one metric per "
                 "output, or create it with the right `num_classes`."
             )
+
+    def _ranked_batch(self, y_true, y_pred, sample_weight):
+        """``(ranks, labels, weights, n)`` of a batch, flat ``(b,)``; makes the state if needed.
+
+        ``weights`` combine ``sample_weight`` and the Keras mask of ``y_pred``
+        (ones where neither is given).
+        """
+        mask = _backend.get_keras_mask(y_pred)
+        scores, ranks, labels = flat_ranks_and_labels(y_true, y_pred)
+        n = _inputs.num_classes_of(scores)
+        self._ensure_state(n)
+        per_sample = ops.zeros(ops.shape(scores)[:-1], dtype=self.dtype)
+        return ranks, labels, flat_weights(sample_weight, mask, per_sample, self.dtype), n
 
     def reset_state(self):
         if not self._state_built:

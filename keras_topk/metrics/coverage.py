@@ -21,25 +21,20 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_topk import _backend
 from keras_topk import _inputs
-from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, flat_weights, safe_divide
-from keras_topk.ops.ranking import label_rank_2d
+from keras_topk.metrics._common import (
+    ClassStateMetric,
+    claim_log_keys,
+    flat_ranks_and_labels,
+    flat_weights,
+    safe_divide,
+)
 
 __all__ = ["CandidatesForCoverage", "rank_histogram", "candidates_from_histogram"]
 
 # acc_k >= c is decided as acc_k >= c (1 - _RELATIVE): float32 has ~7 digits,
 # and float32(0.99) * 100 > 99 would otherwise make 99 hits of 100 miss 99%.
 _RELATIVE = 1e-6
-
-
-def _flat_ranks_and_labels(y_true, y_pred):
-    scores = _inputs.standardize_scores(y_pred)
-    labels, dense = _inputs.standardize_labels(y_true, scores)
-    flat_scores, flat_labels = _inputs.flatten_batch(scores, labels, dense)
-    if dense:
-        flat_labels = ops.cast(ops.argmax(flat_labels, axis=-1), "int32")
-    return scores, label_rank_2d(flat_scores, flat_labels), flat_labels
 
 
 def rank_histogram(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
@@ -61,7 +56,7 @@ def rank_histogram(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
     >>> keras.ops.convert_to_numpy(h).tolist()
     [1.0, 1.0, 1.0]
     """
-    scores, ranks, _ = _flat_ranks_and_labels(y_true, y_pred)
+    scores, ranks, _ = flat_ranks_and_labels(y_true, y_pred)
     n = _inputs.num_classes_of(scores)
     dtype = keras.backend.floatx()
     weights = flat_weights(sample_weight, None, ops.zeros(ops.shape(scores)[:-1]), dtype)
@@ -196,12 +191,7 @@ class CandidatesForCoverage(ClassStateMetric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         claim_log_keys(self, self._keys, y_true, y_pred)
-        mask = _backend.get_keras_mask(y_pred)
-        scores, ranks, _ = _flat_ranks_and_labels(y_true, y_pred)
-        n = _inputs.num_classes_of(scores)
-        self._ensure_state(n)
-        per_sample = ops.zeros(ops.shape(scores)[:-1], dtype=self.dtype)
-        weights = flat_weights(sample_weight, mask, per_sample, self.dtype)
+        ranks, _, weights, n = self._ranked_batch(y_true, y_pred, sample_weight)
         self.histogram.assign_add(
             ops.sum(ops.one_hot(ranks, n, dtype=self.dtype) * weights[:, None], axis=0)
         )

@@ -31,7 +31,7 @@ from keras import ops
 
 from keras_topk import _backend
 from keras_topk import _inputs
-from keras_topk.metrics._common import claim_log_keys, flat_weights, safe_divide
+from keras_topk.metrics._common import claim_log_keys, flat_weights, ks_config, safe_divide
 from keras_topk.metrics.topk_accuracy import check_ks
 
 __all__ = ["PrecisionRecallAtK", "multilabel_topk_hits"]
@@ -220,9 +220,4 @@ class PrecisionRecallAtK(keras.metrics.Metric):
         return self.without_labels.value
 
     def get_config(self):
-        return {
-            "ks": list(self.ks),
-            "key_format": self.key_format,
-            "name": self.name,
-            "dtype": self.dtype,
-        }
+        return ks_config(self)

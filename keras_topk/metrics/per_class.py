@@ -13,11 +13,8 @@ it. The state, per-class hit and count sums (2 x n), merges by summation.
 import keras
 from keras import ops
 
-from keras_topk import _backend
 from keras_topk import _config
-from keras_topk import _inputs
-from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, flat_weights, safe_divide
-from keras_topk.metrics.coverage import _flat_ranks_and_labels
+from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, safe_divide
 
 __all__ = ["PerClassTopKAccuracy"]
 
@@ -69,12 +66,7 @@ class PerClassTopKAccuracy(ClassStateMetric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         claim_log_keys(self, [self.name], y_true, y_pred, renamed_by_keras=True)
-        mask = _backend.get_keras_mask(y_pred)
-        scores, ranks, labels = _flat_ranks_and_labels(y_true, y_pred)
-        n = _inputs.num_classes_of(scores)
-        self._ensure_state(n)
-        per_sample = ops.zeros(ops.shape(scores)[:-1], dtype=self.dtype)
-        weights = flat_weights(sample_weight, mask, per_sample, self.dtype)
+        ranks, labels, weights, n = self._ranked_batch(y_true, y_pred, sample_weight)
         of_class = ops.one_hot(labels, n, dtype=self.dtype) * weights[:, None]
         hit = ops.cast(ops.less(ranks, self.k), self.dtype)
         self.hits.assign_add(ops.sum(of_class * hit[:, None], axis=0))

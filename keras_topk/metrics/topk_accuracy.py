@@ -29,7 +29,7 @@ from keras import ops
 from keras_topk import _backend
 from keras_topk import _config
 from keras_topk import _inputs
-from keras_topk.metrics._common import claim_log_keys, safe_divide, sample_weights
+from keras_topk.metrics._common import claim_log_keys, ks_config, safe_divide, sample_weights
 from keras_topk.ops.ranking import label_rank_2d
 
 __all__ = ["MultiTopKAccuracy", "TopKAccuracy", "label_rank", "topk_hits"]
@@ -286,12 +286,7 @@ class MultiTopKAccuracy(_RankHitsMean):
         return {key: accuracies[i] for i, key in enumerate(self._keys)}
 
     def get_config(self):
-        return {
-            "ks": list(self.ks),
-            "key_format": self.key_format,
-            "name": self.name,
-            "dtype": self.dtype,
-        }
+        return ks_config(self)
 
 
 def _format_keys(key_format, ks):
