@@ -16,8 +16,9 @@ plots). Outputs go under ``runs/``.
 import os
 
 # Set before TensorFlow is imported, so that a CPU machine does not print "E0000 ... cuInit" lines that
-# read like failures; a user's own setting wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# read like failures (the full `tensorflow` wheel logs that one at ERROR level, so 2 is not enough;
+# Python exceptions still show); a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The study's NumPy heads multiply small matrices thousands of times, where OpenBLAS's threads cost ~100x
 # more than they save; set before NumPy is imported (a user's own setting wins).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
