@@ -398,13 +398,6 @@ def test_saved_model_restores_the_compiled_metrics_without_custom_objects(tmp_pa
     assert kinds[TopKAccuracy]["k"] == 3
 
 
-def test_public_names():
-    assert keras_topk.metrics.TopKAccuracy is TopKAccuracy
-    assert keras_topk.metrics.MultiTopKAccuracy is MultiTopKAccuracy
-    assert keras_topk.metrics.topk_hits is topk_hits
-    assert keras_topk.metrics.label_rank is label_rank
-
-
 def test_docstring_examples_run():
     import doctest
 
