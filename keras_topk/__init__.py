@@ -4,10 +4,11 @@ __version__ = "0.1.0"
 
 from keras_topk import (  # noqa: E402,F401
     callbacks,
+    conformal,
     export,  # noqa: E402,F401  (imports TensorFlow only when called)
     losses,
     metrics,
     ops,
 )
 
-__all__ = ["__version__", "callbacks", "export", "losses", "metrics", "ops"]
+__all__ = ["__version__", "callbacks", "conformal", "export", "losses", "metrics", "ops"]

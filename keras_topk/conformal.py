@@ -100,7 +100,7 @@ __all__ = [
     "predict_sets",
 ]
 
-METHODS = ("topk", "aps", "raps")
+_METHODS = ("topk", "aps", "raps")
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -547,8 +547,8 @@ def calibrate(
     3
     """
     alpha = _check_alpha(alpha)
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+    if method not in _METHODS:
+        raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
     if not isinstance(randomized, (bool, np.bool_)):
         raise ValueError(f"`randomized` must be True or False, got {randomized!r}.")
     if randomized and method == "topk":

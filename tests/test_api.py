@@ -9,6 +9,8 @@ import importlib
 import inspect
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -17,14 +19,23 @@ import keras_topk
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 DOCUMENTED = {
-    "keras_topk": {"__version__", "callbacks", "export", "losses", "metrics", "ops"},
+    "keras_topk": {"__version__", "callbacks", "conformal", "export", "losses", "metrics", "ops"},
     "keras_topk.losses": {
         "SmoothTopKSVM", "TopKCrossEntropy", "TopKSVM", "TopKTransitionLoss", "TransitionCallback",
         "TransitionState", "grouped_cross_entropy", "smooth_topk_svm", "topk_cross_entropy", "topk_svm",
         "topk_transition_loss",
     },
     "keras_topk.callbacks": {"TransitionCallback"},
+    "keras_topk.conformal": {
+        "ConformalSets", "calibrate", "candidates_for_coverage", "evaluate_sets", "label_ranks",
+        "min_calibration_size", "predict_sets",
+    },
     "keras_topk.export": {"export_with_loss"},
+    "keras_topk.metrics": {
+        "CandidatesForCoverage", "MultiTopKAccuracy", "PerClassTopKAccuracy", "PrecisionRecallAtK",
+        "TopKAccuracy", "candidates_from_histogram", "label_rank", "multilabel_topk_hits",
+        "rank_histogram", "topk_hits",
+    },
     "keras_topk.ops": {
         "DISTRIBUTIONS", "METHODS", "NETWORKS", "build_network", "comparator_weight",
         "log_elementary_symmetric", "soft_topk",
@@ -56,6 +67,14 @@ def test_no_name_looks_public_without_being_exported(module_name):
         and getattr(value, "__module__", module_name).startswith("keras_topk")
     }
     assert looks_public <= set(module.__all__), sorted(looks_public - set(module.__all__))
+
+
+def test_import_keras_topk_reaches_every_submodule():
+    # In a fresh interpreter: here other tests have imported the submodules already.
+    names = sorted(DOCUMENTED["keras_topk"])
+    code = f"import keras_topk; print([n for n in {names!r} if not hasattr(keras_topk, n)])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
 @pytest.mark.parametrize("module_name", sorted(IN_README))
