@@ -90,7 +90,16 @@ def _short(v):
     return str(v).replace(" ", "")
 
 
-def topk_ce(group, batch, classes, method="splitter_selection", m="default", p_k=IMAGENET_P_K, skip=None, **extra):
+def topk_ce(
+    group,
+    batch,
+    classes,
+    method="splitter_selection",
+    m="default",
+    p_k=IMAGENET_P_K,
+    skip=None,
+    **extra,
+):
     if m == "default":
         m = default_m(classes)
     params = (("p_k", tuple(p_k)), ("method", method), ("m", m)) + tuple(extra.items())
@@ -126,7 +135,14 @@ def loss_grid(quick=False):
             topk_ce("quick", b, n, m=8),
             smooth_svm("quick", b, n, k=3),
             topk_ce("quick", b, 2 * n, m=8),
-            topk_ce("quick", b, 2 * n, method="bitonic", m=None, skip="not run: an example of a skipped case"),
+            topk_ce(
+                "quick",
+                b,
+                2 * n,
+                method="bitonic",
+                m=None,
+                skip="not run: an example of a skipped case",
+            ),
         ]
     b, n = IMAGENET["batch"], IMAGENET["classes"]
     cases = []
@@ -139,11 +155,15 @@ def loss_grid(quick=False):
     cases.append(smooth_svm("imagenet", b, n, k=5, tau=0.1))
     cases.append(Case("imagenet", "topk_svm", (("k", 5),), b, n))
     for group in ("label", "predicted"):
-        cases.append(Case("imagenet", "topk_transition", (("k", 5), ("weight", 0.5), ("group", group)), b, n))
+        cases.append(
+            Case("imagenet", "topk_transition", (("k", 5), ("weight", 0.5), ("group", group)), b, n)
+        )
     # CIFAR-100 from scratch as the paper trains it: all 100 classes ranked, smce, inverse temperature 1/2.
     for method in ("splitter_selection", "bitonic"):
         cases.append(
-            topk_ce("cifar100", b, 100, method=method, m=None, top1_mode="smce", inverse_temperature=0.5)
+            topk_ce(
+                "cifar100", b, 100, method=method, m=None, top1_mode="smce", inverse_temperature=0.5
+            )
         )
     # How the cost scales with the number of classes (b = 512) ...
     for classes in (100, 10450):
@@ -151,10 +171,25 @@ def loss_grid(quick=False):
         cases.append(topk_ce("classes", b, classes, method="bitonic"))
         for method in ("splitter_selection", "bitonic"):
             cases.append(
-                topk_ce("classes", b, classes, method=method, m=None, skip=_all_classes_skip(method, classes))
+                topk_ce(
+                    "classes",
+                    b,
+                    classes,
+                    method=method,
+                    m=None,
+                    skip=_all_classes_skip(method, classes),
+                )
             )
         cases.append(smooth_svm("classes", b, classes, k=5))
-        cases.append(Case("classes", "topk_transition", (("k", 5), ("weight", 0.5), ("group", "label")), b, classes))
+        cases.append(
+            Case(
+                "classes",
+                "topk_transition",
+                (("k", 5), ("weight", 0.5), ("group", "label")),
+                b,
+                classes,
+            )
+        )
     # ... with the batch size (n = 1000) ...
     for batch in (128, 1024):
         cases.append(topk_ce("batch", batch, n))

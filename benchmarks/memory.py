@@ -56,13 +56,15 @@ def _reset_peak():
 
 def worker(case_json, xla):
     import keras_topk  # noqa: F401
-
     from benchmarks import timing
 
     spec = json.loads(case_json)
     case = grid.Case(
-        spec["group"], spec["loss"], tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in spec["params"]),
-        spec["batch"], spec["classes"],
+        spec["group"],
+        spec["loss"],
+        tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in spec["params"]),
+        spec["batch"],
+        spec["classes"],
     )
     scores, labels = timing.make_inputs(case.batch, case.classes)
     x = timing.to_device(scores)
@@ -98,11 +100,22 @@ def run(quick=False, xla=True, log=print, timeout_s=600, keep=None):
             continue
         spec = case.as_dict()
         spec["params"] = [[k, list(v) if isinstance(v, tuple) else v] for k, v in case.params]
-        cmd = [sys.executable, "-m", "benchmarks.memory", "--worker", json.dumps(spec), "--xla", "on" if xla else "off"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.memory",
+            "--worker",
+            json.dumps(spec),
+            "--xla",
+            "on" if xla else "off",
+        ]
         row = {**case.as_dict(), "xla": xla}
         try:
             proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout_s,
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
             )
@@ -115,7 +128,7 @@ def run(quick=False, xla=True, log=print, timeout_s=600, keep=None):
             rows.append({**row, "error": (proc.stderr or proc.stdout)[-2000:]})
             log(f"  {case.label} (n={case.classes}): failed (exit {proc.returncode})")
             continue
-        result = json.loads(lines[-1][len("MEMORY_RESULT "):])
+        result = json.loads(lines[-1][len("MEMORY_RESULT ") :])
         rows.append({**row, **result})
         log(
             f"  {case.label} (b={case.batch}, n={case.classes}): process peak {result['process_peak_mib']:.0f} MiB, "

@@ -12,7 +12,9 @@ import re
 
 from benchmarks import report
 
-BEGIN = "<!-- section:performance:begin (benchmarks helper owns everything up to the end marker) -->"
+BEGIN = (
+    "<!-- section:performance:begin (benchmarks helper owns everything up to the end marker) -->"
+)
 END = "<!-- section:performance:end -->"
 
 IMAGENET_SS = "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=16)@b=512,n=1000"
@@ -20,16 +22,31 @@ IMAGENET_SS = "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=16)@b
 # (setting, row key, goal in x CE for TensorFlow, goal for JAX or None)
 GOALS = (
     ("ImageNet: splitter_selection, m=16, p_k=(0.2,)*5", IMAGENET_SS, 2.0, 3.0),
-    ("CIFAR-100, all 100 classes, smce, inverse temperature 0.5, splitter_selection",
-     "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=None,top1_mode=smce,inverse_temperature=0.5)"
-     "@b=512,n=100", 3.0, None),
-    ("the same with bitonic",
-     "topk_cross_entropy(p_k=(0.2,)*5,method=bitonic,m=None,top1_mode=smce,inverse_temperature=0.5)@b=512,n=100",
-     3.0, None),
-    ("all 1000 classes ranked, splitter_selection",
-     "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=None)@b=512,n=1000", 20.0, None),
-    ("all 1000 classes ranked, bitonic", "topk_cross_entropy(p_k=(0.2,)*5,method=bitonic,m=None)@b=512,n=1000",
-     20.0, None),
+    (
+        "CIFAR-100, all 100 classes, smce, inverse temperature 0.5, splitter_selection",
+        "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=None,top1_mode=smce,inverse_temperature=0.5)"
+        "@b=512,n=100",
+        3.0,
+        None,
+    ),
+    (
+        "the same with bitonic",
+        "topk_cross_entropy(p_k=(0.2,)*5,method=bitonic,m=None,top1_mode=smce,inverse_temperature=0.5)@b=512,n=100",
+        3.0,
+        None,
+    ),
+    (
+        "all 1000 classes ranked, splitter_selection",
+        "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=None)@b=512,n=1000",
+        20.0,
+        None,
+    ),
+    (
+        "all 1000 classes ranked, bitonic",
+        "topk_cross_entropy(p_k=(0.2,)*5,method=bitonic,m=None)@b=512,n=1000",
+        20.0,
+        None,
+    ),
     ("SmoothTopKSVM k=5, n=100", "smooth_topk_svm(k=5,tau=1.0)@b=512,n=100", 3.0, None),
     ("SmoothTopKSVM k=5, n=1000", "smooth_topk_svm(k=5,tau=1.0)@b=512,n=1000", 3.0, None),
     ("SmoothTopKSVM k=5, n=10450", "smooth_topk_svm(k=5,tau=1.0)@b=512,n=10450", 5.0, None),
@@ -48,7 +65,10 @@ def _cell(row, goal):
     if "ratio_to_ce" not in row:
         return row.get("skip", "not run"), "-"
     ratio = row["ratio_to_ce"]
-    return f"{ratio:.1f} ({row['ms']:.2f} ms / CE {row['ce_ms']:.2f} ms)", "met" if ratio <= goal else "missed"
+    return (
+        f"{ratio:.1f} ({row['ms']:.2f} ms / CE {row['ce_ms']:.2f} ms)",
+        "met" if ratio <= goal else "missed",
+    )
 
 
 def _load(payload):
@@ -68,13 +88,29 @@ def goal_table(suites):
         jax_goal = jax_goal or goal
         jax_cell, jax_verdict = _cell(jax_rows.get(key), jax_goal)
         goals = f"<= {goal:g}" + (f" (JAX <= {jax_goal:g})" if jax_goal != goal else "")
-        lines.append(f"| {setting} | {goals} | {tf_cell} | {tf_verdict} | {jax_cell} | {jax_verdict} |")
+        lines.append(
+            f"| {setting} | {goals} | {tf_cell} | {tf_verdict} | {jax_cell} | {jax_verdict} |"
+        )
     memory = suites.get("memory")
     if memory:
-        by = {(r["loss"], r["classes"], r.get("xla")): r for r in memory["rows"] if "steady_increment_mib" in r}
+        by = {
+            (r["loss"], r["classes"], r.get("xla")): r
+            for r in memory["rows"]
+            if "steady_increment_mib" in r
+        }
         ce = by.get(("cross_entropy", 10450, True))
-        ours = next((r for r in memory["rows"] if r["key"].startswith("topk_cross_entropy(p_k=(0.2,)*5,method="
-                     "splitter_selection,m=50)") and r["classes"] == 10450 and r.get("xla")), None)
+        ours = next(
+            (
+                r
+                for r in memory["rows"]
+                if r["key"].startswith(
+                    "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=50)"
+                )
+                and r["classes"] == 10450
+                and r.get("xla")
+            ),
+            None,
+        )
         if ce and ours and "steady_increment_mib" in ours:
             ratio = ours["steady_increment_mib"] / ce["steady_increment_mib"]
             lines.append(
@@ -117,11 +153,19 @@ def section(results_dir):
             ]
     parts += ["", "Goals (issue 16) against this run:", "", goal_table(suites)]
     if "losses" in suites:
-        parts += ["", "ImageNet setting, every method (TensorFlow, XLA on):", "",
-                  report.losses_table(suites["losses"], ["imagenet"])]
+        parts += [
+            "",
+            "ImageNet setting, every method (TensorFlow, XLA on):",
+            "",
+            report.losses_table(suites["losses"], ["imagenet"]),
+        ]
     if "losses.jax" in suites:
-        parts += ["", "The same under the JAX backend (jit):", "",
-                  report.losses_table(suites["losses.jax"], ["imagenet"])]
+        parts += [
+            "",
+            "The same under the JAX backend (jit):",
+            "",
+            report.losses_table(suites["losses.jax"], ["imagenet"]),
+        ]
     if os.path.exists(os.path.join(results_dir, "cost_vs_n.png")):
         rel = os.path.relpath(os.path.join(results_dir, "cost_vs_n.png"))
         parts += ["", f"![cost of each method against n, log-log]({rel})"]
@@ -133,10 +177,14 @@ def section(results_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.readme", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--results", default=os.path.join("benchmarks", "results"))
     parser.add_argument("--readme", default="README.md")
-    parser.add_argument("--extra", default=None, help="a Markdown file appended before the end marker")
+    parser.add_argument(
+        "--extra", default=None, help="a Markdown file appended before the end marker"
+    )
     args = parser.parse_args(argv)
     with open(args.readme) as f:
         text = f.read()

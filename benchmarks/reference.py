@@ -65,7 +65,7 @@ def sparse_available():
 
 
 def reference_path(case):
-    """"sparse" or "dense" for difftopk's sorting networks; "-" where no network runs."""
+    """ "sparse" or "dense" for difftopk's sorting networks; "-" where no network runs."""
     p = dict(case.params)
     if case.loss != "topk_cross_entropy" or p["method"] not in ("bitonic", "splitter_selection"):
         return "-"
@@ -84,8 +84,14 @@ def _torch_loss(case):
                 from difftopk import losses as dl
 
                 loss = dl.TopKCrossEntropyLoss(
-                    p["method"], 1.0, list(p["p_k"]), case.classes, m=p["m"], distribution="logistic_phi",
-                    art_lambda=0.5, top1_mode="sm",
+                    p["method"],
+                    1.0,
+                    list(p["p_k"]),
+                    case.classes,
+                    m=p["m"],
+                    distribution="logistic_phi",
+                    art_lambda=0.5,
+                    top1_mode="sm",
                 )
         else:
             loss = difftopk_reference.reference_loss(
@@ -159,7 +165,15 @@ def run(quick=False, repeats=10, xla=True, log=print, rounds=3):
         try:
             timing.check_baseline(ms["keras_ce"], ms["bare_ce"])
         except timing.BaselineDisagreement as err:
-            rows.append({**row, "refused": str(err), "load_average": load, "reference_path": path, "timings": result})
+            rows.append(
+                {
+                    **row,
+                    "refused": str(err),
+                    "load_average": load,
+                    "reference_path": path,
+                    "timings": result,
+                }
+            )
             log(f"  {case.label} (b={case.batch}, n={case.classes}): REFUSED: {err}")
             continue
         rows.append(

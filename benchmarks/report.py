@@ -28,9 +28,14 @@ def machine_info():
     # version would load it into a JAX run.
     from importlib import metadata
 
-    for module, dist in (("tensorflow", ("tensorflow", "tensorflow-cpu")), ("jax", ("jax",)),
-                         ("jaxlib", ("jaxlib",)), ("torch", ("torch",)), ("difftopk", ("difftopk",)),
-                         ("torch_sparse", ("torch-sparse", "torch_sparse"))):
+    for module, dist in (
+        ("tensorflow", ("tensorflow", "tensorflow-cpu")),
+        ("jax", ("jax",)),
+        ("jaxlib", ("jaxlib",)),
+        ("torch", ("torch",)),
+        ("difftopk", ("difftopk",)),
+        ("torch_sparse", ("torch-sparse", "torch_sparse")),
+    ):
         for name in dist:
             try:
                 info[module] = metadata.version(name)
@@ -61,7 +66,11 @@ def _memory_gib():
 
 def suite_file(suite, backend="tensorflow", device="cpu"):
     """File stem of a suite's JSON: ``losses`` (TensorFlow, CPU), ``losses.jax``, ``losses.jax.gpu``."""
-    return suite + ("" if backend == "tensorflow" else f".{backend}") + ("" if device == "cpu" else f".{device}")
+    return (
+        suite
+        + ("" if backend == "tensorflow" else f".{backend}")
+        + ("" if device == "cpu" else f".{device}")
+    )
 
 
 VARIANTS = (("tensorflow", "cpu"), ("jax", "cpu"), ("tensorflow", "gpu"), ("jax", "gpu"))
@@ -93,7 +102,14 @@ def _variant_title(name):
     parts = name.split(".")
     if len(parts) == 1:
         return ""
-    return " (" + ", ".join({"jax": "JAX backend", "gpu": "GPU", "tensorflow": "TensorFlow"}.get(p, p) for p in parts[1:]) + ")"
+    return (
+        " ("
+        + ", ".join(
+            {"jax": "JAX backend", "gpu": "GPU", "tensorflow": "TensorFlow"}.get(p, p)
+            for p in parts[1:]
+        )
+        + ")"
+    )
 
 
 def _f(v, digits=2):
@@ -108,7 +124,9 @@ def _f(v, digits=2):
 
 def _machine_line(payload):
     m = payload.get("machine", {})
-    versions = ", ".join(f"{k} {m[k]}" for k in ("tensorflow", "jax", "keras", "torch", "difftopk") if k in m)
+    versions = ", ".join(
+        f"{k} {m[k]}" for k in ("tensorflow", "jax", "keras", "torch", "difftopk") if k in m
+    )
     return (
         f"{m.get('cpu', '?')}, {m.get('logical_cpus', '?')} logical CPUs, {m.get('memory_gib', '?')} GiB; "
         f"backend {m.get('backend', '?')}; {versions}; run {m.get('date_utc', '?')} UTC, "
@@ -127,7 +145,7 @@ def losses_table(payload, groups=None):
         f" XLA {'on' if x else 'off'}: ms | CE ms (bare op) | x CE |" for x in modes
     )
     lines = [head, "|---|---|---|" + "---|---|---|" * len(modes)]
-    for key, per_mode in by_key.items():
+    for _key, per_mode in by_key.items():
         first = next(iter(per_mode.values()))
         if groups and first["group"] not in groups:
             continue
@@ -142,8 +160,10 @@ def losses_table(payload, groups=None):
             elif r is None or "ms" not in r:
                 cells += " - | - | - |"
             else:
-                cells += (f" {_f(r['ms'])} | {_f(r['ce_ms'])} ({_f(r['bare_ce_ms'])}) |"
-                          f" **{_f(r['ratio_to_ce'], 1)}** |")
+                cells += (
+                    f" {_f(r['ms'])} | {_f(r['ce_ms'])} ({_f(r['bare_ce_ms'])}) |"
+                    f" **{_f(r['ratio_to_ce'], 1)}** |"
+                )
         lines.append(cells)
     return "\n".join(lines)
 
@@ -177,8 +197,14 @@ def train_table(payload):
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["rows"]:
-        alone = f"{_f(r['loss_alone_ms'])} ({_f(r['ce_alone_ms'])})" if "loss_alone_ms" in r else "-"
-        extra = f"{r['loss_extra_percent_of_ce_step']:+.3f}%" if "loss_extra_percent_of_ce_step" in r else "-"
+        alone = (
+            f"{_f(r['loss_alone_ms'])} ({_f(r['ce_alone_ms'])})" if "loss_alone_ms" in r else "-"
+        )
+        extra = (
+            f"{r['loss_extra_percent_of_ce_step']:+.3f}%"
+            if "loss_extra_percent_of_ce_step" in r
+            else "-"
+        )
         lines.append(
             f"| {r['setting']} | {r['label']} | {r['batch']} | {_f(r['step_ms'])} | {_f(r['ce_step_ms'])} |"
             f" {r['overhead_percent']:+.1f}% | {alone} | {extra} |"
@@ -192,13 +218,14 @@ def memory_table(payload):
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["rows"]:
-        cells = f"| {r['label']} | {r['batch']} | {r['classes']} | {'on' if r.get('xla') else 'off'} |"
+        cells = (
+            f"| {r['label']} | {r['batch']} | {r['classes']} | {'on' if r.get('xla') else 'off'} |"
+        )
         if "error" in r:
             lines.append(cells + " failed | | | |")
             continue
         lines.append(
-            cells
-            + f" {_f(r['process_peak_mib'])} | {_f(r.get('steady_increment_mib'))} |"
+            cells + f" {_f(r['process_peak_mib'])} | {_f(r.get('steady_increment_mib'))} |"
             f" {_f(r.get('first_call_increment_mib'))} | {_f(r['baseline_mib'])} |"
         )
     return "\n".join(lines)
@@ -239,14 +266,21 @@ def write_markdown(out_dir):
             if name == "losses" and os.path.exists(os.path.join(out_dir, "cost_vs_n.png")):
                 parts += ["", "![cost against n](cost_vs_n.png)"]
         elif suite == "reference":
-            parts += ["", f"## Side by side with the PyTorch reference (difftopk){title}", "", _machine_line(p)]
+            parts += [
+                "",
+                f"## Side by side with the PyTorch reference (difftopk){title}",
+                "",
+                _machine_line(p),
+            ]
             if p.get("skipped"):
                 parts += ["", f"Skipped: {p['skipped']}."]
             else:
-                how = ("torch-sparse (built by benchmarks/build_torch_sparse.sh): its sparse networks ran"
-                       if p.get("torch_sparse") else
-                       "no torch-sparse: its sparse networks ran through its dense executor, far slower than "
-                       "its best; the speedups on those rows overstate keras-topk's lead")
+                how = (
+                    "torch-sparse (built by benchmarks/build_torch_sparse.sh): its sparse networks ran"
+                    if p.get("torch_sparse")
+                    else "no torch-sparse: its sparse networks ran through its dense executor, far slower than "
+                    "its best; the speedups on those rows overstate keras-topk's lead"
+                )
                 parts += [
                     "",
                     f"keras-topk compiled with XLA={'on' if p.get('xla', True) else 'off'}; the reference on PyTorch "
@@ -255,11 +289,23 @@ def write_markdown(out_dir):
                     reference_table(p),
                 ]
         elif suite == "train_step":
-            parts += ["", f"## One training step (train_on_batch, SGD){title}", "", _machine_line(p), "",
-                      train_table(p)]
+            parts += [
+                "",
+                f"## One training step (train_on_batch, SGD){title}",
+                "",
+                _machine_line(p),
+                "",
+                train_table(p),
+            ]
         elif suite == "memory":
-            parts += ["", f"## Peak memory (resident set size), one fresh process per row{title}", "",
-                      _machine_line(p), "", memory_table(p)]
+            parts += [
+                "",
+                f"## Peak memory (resident set size), one fresh process per row{title}",
+                "",
+                _machine_line(p),
+                "",
+                memory_table(p),
+            ]
     path = os.path.join(out_dir, "results.md")
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
@@ -297,7 +343,9 @@ def plot_cost_vs_n(out_dir):
         ns = sorted(points)
         axes[0].plot(ns, [points[n]["ms"] for n in ns], marker="o", label=label)
         axes[1].plot(ns, [points[n]["ratio_to_ce"] for n in ns], marker="o", label=label)
-    for ax, ylabel in zip(axes, ("forward+backward, ms (lower quartile)", "x softmax CE (same run)")):
+    for ax, ylabel in zip(
+        axes, ("forward+backward, ms (lower quartile)", "x softmax CE (same run)")
+    ):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("number of classes n")

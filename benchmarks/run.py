@@ -30,42 +30,64 @@ DEFAULT_OUTPUT = os.path.join("benchmarks", "results")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
-        "--suite", choices=("losses", "reference", "train_step", "memory", "all"), default="all",
+        "--suite",
+        choices=("losses", "reference", "train_step", "memory", "all"),
+        default="all",
         help="what to measure (default: all)",
     )
-    parser.add_argument("--quick", action="store_true", help="a tiny grid that runs in seconds (for tests)")
     parser.add_argument(
-        "--xla", choices=("on", "off", "both"), default="both",
+        "--quick", action="store_true", help="a tiny grid that runs in seconds (for tests)"
+    )
+    parser.add_argument(
+        "--xla",
+        choices=("on", "off", "both"),
+        default="both",
         help="compile the losses with XLA, without, or both (default: both; without XLA the loss grid "
         "runs its ImageNet and number-of-classes groups, and memory its n=10450 rows; the reference "
         "and training-step suites use XLA unless 'off')",
     )
     parser.add_argument(
-        "--repeats", type=int, default=None,
+        "--repeats",
+        type=int,
+        default=None,
         help="timed calls per round and case (default 10, 3 rounds; 5 calls for train_step)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of --repeats interleaved calls (default 3)")
     parser.add_argument(
-        "--groups", default=None,
+        "--rounds", type=int, default=3, help="rounds of --repeats interleaved calls (default 3)"
+    )
+    parser.add_argument(
+        "--groups",
+        default=None,
         help="comma-separated loss-grid groups to run (imagenet, cifar100, classes, batch, m_and_k; default all)",
     )
     parser.add_argument(
-        "--classes", default=None,
+        "--classes",
+        default=None,
         help="comma-separated numbers of classes: run only the loss and memory cases of these sizes (default all)",
     )
     parser.add_argument(
-        "--backend", choices=("tensorflow", "jax"), default=None,
+        "--backend",
+        choices=("tensorflow", "jax"),
+        default=None,
         help="Keras backend (default: KERAS_BACKEND, else tensorflow); must agree with KERAS_BACKEND if both set",
     )
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the steps run (default cpu)")
     parser.add_argument(
-        "--baseline-tolerance", type=float, default=None,
+        "--device", choices=("cpu", "gpu"), default="cpu", help="where the steps run (default cpu)"
+    )
+    parser.add_argument(
+        "--baseline-tolerance",
+        type=float,
+        default=None,
         help="refuse a case whose Keras CE and bare CE op differ by more than this factor (default "
         "1.5); the tests of the output format raise it, since tiny smoke grids time microseconds",
     )
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"output directory (default {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--output", default=DEFAULT_OUTPUT, help=f"output directory (default {DEFAULT_OUTPUT})"
+    )
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -89,7 +111,9 @@ def select_backend(name):
         import keras
 
         if keras.backend.backend() != name:
-            raise SystemExit(f"Keras was already imported with the {keras.backend.backend()} backend, not {name}")
+            raise SystemExit(
+                f"Keras was already imported with the {keras.backend.backend()} backend, not {name}"
+            )
         return
     os.environ["KERAS_BACKEND"] = name
 
@@ -175,8 +199,10 @@ def run_losses(args, log):
                 log(f"  {case.label} (b={case.batch}, n={case.classes}): REFUSED: {refusal}")
                 continue
             rows.append({**row, "ms": loss_ms, "ratio_to_ce": loss_ms / ce_ms})
-            log(f"  {case.label} (b={case.batch}, n={case.classes}): {loss_ms:.3f} ms, CE {ce_ms:.3f} ms "
-                f"(bare op {bare_ms:.3f}), x{loss_ms / ce_ms:.2f}; load {load[0]}")
+            log(
+                f"  {case.label} (b={case.batch}, n={case.classes}): {loss_ms:.3f} ms, CE {ce_ms:.3f} ms "
+                f"(bare op {bare_ms:.3f}), x{loss_ms / ce_ms:.2f}; load {load[0]}"
+            )
     return {"calls_per_round": args.repeats or 10, "rounds": args.rounds, "rows": rows}
 
 
@@ -185,7 +211,9 @@ def run_reference(args, log):
 
     xla = args.xla != "off"
     log(f"reference, keras-topk with XLA {'on' if xla else 'off'}:")
-    out = reference.run(args.quick, repeats=args.repeats or 10, xla=xla, log=log, rounds=args.rounds)
+    out = reference.run(
+        args.quick, repeats=args.repeats or 10, xla=xla, log=log, rounds=args.rounds
+    )
     return {"xla": xla, **out}
 
 
@@ -203,11 +231,18 @@ def run_memory(args, log):
     rows = []
     for xla in xla_modes(args.xla):
         log(f"memory, XLA {'on' if xla else 'off'}:")
-        rows += memory.run(args.quick, xla=xla, log=log, keep=lambda case: wanted_size(args, case))["rows"]
+        rows += memory.run(args.quick, xla=xla, log=log, keep=lambda case: wanted_size(args, case))[
+            "rows"
+        ]
     return {"rows": rows}
 
 
-RUNNERS = {"losses": run_losses, "reference": run_reference, "train_step": run_train_step, "memory": run_memory}
+RUNNERS = {
+    "losses": run_losses,
+    "reference": run_reference,
+    "train_step": run_train_step,
+    "memory": run_memory,
+}
 
 
 def main(argv=None, log=None):
@@ -216,14 +251,15 @@ def main(argv=None, log=None):
     select_backend(args.backend)
     import keras
 
-    from benchmarks import report
-    from benchmarks import timing
+    from benchmarks import report, timing
 
     backend = keras.backend.backend()
     if backend not in ("tensorflow", "jax"):
         raise SystemExit(f"benchmarks run under the tensorflow or jax backend, not {backend!r}")
     timing.set_device(args.device)
-    command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = "python -m benchmarks.run " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
     if backend != "tensorflow":
         command = f"KERAS_BACKEND={backend} " + command
     suites = report.SUITES if args.suite == "all" else (args.suite,)
@@ -251,8 +287,10 @@ def main(argv=None, log=None):
         log(f"{suite}: {payload['seconds']} s -> {written[-2]}")
     log(f"wrote {os.path.join(args.output, 'results.md')}")
     if refused:
-        log(f"REFUSED {len(refused)} case(s): Keras's CE and the bare op disagreed by more than "
-            f"{timing.BASELINE_TOLERANCE}x; their rows hold no ratio. Rerun on a quieter machine.")
+        log(
+            f"REFUSED {len(refused)} case(s): Keras's CE and the bare op disagreed by more than "
+            f"{timing.BASELINE_TOLERANCE}x; their rows hold no ratio. Rerun on a quieter machine."
+        )
         raise SystemExit(3)
     return written
 

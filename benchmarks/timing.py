@@ -51,7 +51,7 @@ def set_device(name):
             import jax
 
             if not [d for d in jax.devices() if d.platform == "gpu"]:
-                raise SystemExit("--device gpu: JAX sees no GPU (jax.devices() = %s)" % jax.devices())
+                raise SystemExit(f"--device gpu: JAX sees no GPU (jax.devices() = {jax.devices()})")
         elif backend() == "tensorflow":
             import tensorflow as tf
 
@@ -90,7 +90,9 @@ def to_device(array):
 
         target = [d for d in jax.devices() if d.platform == device()] or jax.devices("cpu")
         return jax.device_put(np.asarray(array), target[0])
-    raise NotImplementedError(f"benchmarks support the tensorflow and jax backends, not {backend()!r}")
+    raise NotImplementedError(
+        f"benchmarks support the tensorflow and jax backends, not {backend()!r}"
+    )
 
 
 def block(result):
@@ -124,7 +126,9 @@ def loss_step(loss_fn, labels, xla):
         y = to_device(labels)
         step = jax.value_and_grad(lambda scores: loss_fn(y, scores))
         return jax.jit(step) if xla else step
-    raise NotImplementedError(f"benchmarks support the tensorflow and jax backends, not {backend()!r}")
+    raise NotImplementedError(
+        f"benchmarks support the tensorflow and jax backends, not {backend()!r}"
+    )
 
 
 def bare_ce_step(labels, xla):
@@ -156,7 +160,9 @@ def bare_ce_step(labels, xla):
 
         step = jax.value_and_grad(ce)
         return jax.jit(step) if xla else step
-    raise NotImplementedError(f"benchmarks support the tensorflow and jax backends, not {backend()!r}")
+    raise NotImplementedError(
+        f"benchmarks support the tensorflow and jax backends, not {backend()!r}"
+    )
 
 
 def lower_quartiles(calls, calls_per_round=10, rounds=3, warmups=2, budget_s=60.0, min_calls=3):
@@ -187,7 +193,7 @@ def lower_quartiles(calls, calls_per_round=10, rounds=3, warmups=2, budget_s=60.
     per_round = {name: [] for name in names}
     start = time.perf_counter()
     done = False
-    for r in range(max(rounds, 1)):
+    for _r in range(max(rounds, 1)):
         round_times = {name: [] for name in names}
         for _ in range(max(calls_per_round, 1)):
             for name in [names[i] for i in rng.permutation(len(names))]:
@@ -223,7 +229,9 @@ def check_baseline(keras_ce_ms, bare_ce_ms, tolerance=BASELINE_TOLERANCE):
     Returns the ratio ``keras_ce_ms / bare_ce_ms``.
     """
     if not (keras_ce_ms > 0 and bare_ce_ms > 0):
-        raise BaselineDisagreement(f"non-positive CE timings: Keras {keras_ce_ms} ms, bare op {bare_ce_ms} ms")
+        raise BaselineDisagreement(
+            f"non-positive CE timings: Keras {keras_ce_ms} ms, bare op {bare_ce_ms} ms"
+        )
     ratio = keras_ce_ms / bare_ce_ms
     if ratio > tolerance or ratio < 1.0 / tolerance:
         raise BaselineDisagreement(

@@ -37,6 +37,7 @@ LABELS = {
 def settings(quick=False):
     """(name, model builder, batch, input shape, classes, losses, warm-up steps)."""
     if quick:
+
         def small():
             return keras.Sequential(
                 [
@@ -58,7 +59,15 @@ def settings(quick=False):
         return keras.Sequential([keras.Input((2048,)), keras.layers.Dense(1000)])
 
     return [
-        ("resnet50_224px", resnet50, 32, (224, 224, 3), 1000, ("cross_entropy", "topk_cross_entropy", "smooth_topk_svm"), 1),
+        (
+            "resnet50_224px",
+            resnet50,
+            32,
+            (224, 224, 3),
+            1000,
+            ("cross_entropy", "topk_cross_entropy", "smooth_topk_svm"),
+            1,
+        ),
         ("imagenet_head_2048_to_1000", head, 512, (2048,), 1000, tuple(LOSSES), 2),
     ]
 
@@ -78,7 +87,9 @@ def _loss_alone(losses, batch, classes, xla):
     x = timing.to_device(scores)
     steps = {loss: timing.loss_step(_loss(loss, classes), labels, xla) for loss in losses}
     return timing.lower_quartiles(
-        {loss: (lambda s=s: timing.block(s(x))) for loss, s in steps.items()}, calls_per_round=10, budget_s=20.0
+        {loss: (lambda s=s: timing.block(s(x))) for loss, s in steps.items()},
+        calls_per_round=10,
+        budget_s=20.0,
     )
 
 
@@ -94,7 +105,11 @@ def run(quick=False, repeats=5, xla=True, log=print):
         for loss in losses:
             model = keras.models.clone_model(template)
             model.set_weights(weights)
-            model.compile(optimizer=keras.optimizers.SGD(0.01), loss=_loss(loss, classes), jit_compile=bool(xla))
+            model.compile(
+                optimizer=keras.optimizers.SGD(0.01),
+                loss=_loss(loss, classes),
+                jit_compile=bool(xla),
+            )
             models[loss] = model
         result = timing.lower_quartiles(
             {loss: (lambda m=m: m.train_on_batch(x, y)) for loss, m in models.items()},

@@ -66,7 +66,9 @@ class Problem:
 
     def sample(self, rng, labels):
         blob = rng.integers(0, self.centers.shape[1], labels.shape[0])
-        x = self.centers[labels, blob] + rng.standard_normal((labels.shape[0], self.centers.shape[2]))
+        x = self.centers[labels, blob] + rng.standard_normal(
+            (labels.shape[0], self.centers.shape[2])
+        )
         return x.astype("float32")
 
     def log_posterior(self, x, chunk=4096):
@@ -75,7 +77,7 @@ class Problem:
         out = []
         flat = self.centers.reshape(-1, self.centers.shape[2])
         for start in range(0, x.shape[0], chunk):
-            part = x[start:start + chunk]
+            part = x[start : start + chunk]
             sq = (part**2).sum(1)[:, None] - 2 * part @ flat.T + (flat**2).sum(1)[None]
             joint = logsumexp(-0.5 * sq.reshape(part.shape[0], *self.centers.shape[:2]), axis=2)
             out.append(joint - logsumexp(joint, axis=1, keepdims=True))
@@ -87,11 +89,14 @@ def make_problem(config, rng):
     g, per, d = config.groups, config.per_group, config.dim
     group_centers = rng.normal(0.0, config.group_spread, (g, d))
     if config.blobs == 1:
-        centers = np.repeat(group_centers, per, 0) + rng.normal(0.0, config.class_spread, (g * per, d))
+        centers = np.repeat(group_centers, per, 0) + rng.normal(
+            0.0, config.class_spread, (g * per, d)
+        )
         centers = centers[:, None, :]
     else:
         centers = np.repeat(group_centers, per, 0)[:, None, :] + rng.normal(
-            0.0, config.blob_spread, (g * per, config.blobs, d))
+            0.0, config.blob_spread, (g * per, config.blobs, d)
+        )
     superclass = np.repeat(np.arange(g), per)
     order = rng.permutation(g * per)  # label id i is the class order[i]
     return Problem(centers=centers[order], superclass=superclass[order])
@@ -113,7 +118,9 @@ def add_noise(labels, superclass, noise, p, rng, per_group=5):
         return labels.copy()
     num_classes = superclass.shape[0]
     if noise == "superclass":
-        members = np.argsort(superclass, kind="stable").reshape(-1, per_group)  # ids of each superclass
+        members = np.argsort(superclass, kind="stable").reshape(
+            -1, per_group
+        )  # ids of each superclass
         new = members[superclass[labels], (pick * per_group).astype(int)]
     elif noise == "block":
         new = labels - labels % per_group + (pick * per_group).astype(int)
@@ -136,8 +143,14 @@ def make_task(config, seed):
     x_train = problem.sample(rng, y_train)
     y_test = rng.integers(0, n, config.test_size).astype(np.int32)
     x_test = problem.sample(rng, y_test)
-    noisy = add_noise(y_train, problem.superclass, config.noise, config.p, np.random.default_rng([seed, 7]),
-                      config.per_group)
+    noisy = add_noise(
+        y_train,
+        problem.superclass,
+        config.noise,
+        config.p,
+        np.random.default_rng([seed, 7]),
+        config.per_group,
+    )
     return x_train, noisy, x_test, y_test, problem
 
 

@@ -10,8 +10,18 @@ import keras
 
 import keras_topk
 
-__all__ = ["ExampleError", "run", "add_loss_arguments", "make_loss", "add_training_arguments", "compile_model",
-           "resumable_callbacks", "save_model", "write_json", "require_tensorflow"]
+__all__ = [
+    "ExampleError",
+    "run",
+    "add_loss_arguments",
+    "make_loss",
+    "add_training_arguments",
+    "compile_model",
+    "resumable_callbacks",
+    "save_model",
+    "write_json",
+    "require_tensorflow",
+]
 
 
 class ExampleError(Exception):
@@ -49,7 +59,9 @@ def _floats(text):
     try:
         return tuple(float(v) for v in str(text).split(",") if v.strip())
     except ValueError:
-        raise ExampleError(f"--p-k {text!r}: expected comma-separated numbers, e.g. 0.2,0.2,0.2,0.2,0.2") from None
+        raise ExampleError(
+            f"--p-k {text!r}: expected comma-separated numbers, e.g. 0.2,0.2,0.2,0.2,0.2"
+        ) from None
 
 
 def parse_loss_list(text):
@@ -72,13 +84,31 @@ def add_loss_arguments(parser, multiple=False, m_default="none"):
             help=f"comma-separated losses out of {', '.join(LOSS_KEYS)} (default: %(default)s)",
         )
     else:
-        parser.add_argument("--loss", choices=list(LOSS_KEYS), default="ce", help="default: %(default)s")
+        parser.add_argument(
+            "--loss", choices=list(LOSS_KEYS), default="ce", help="default: %(default)s"
+        )
     group = parser.add_argument_group("loss parameters")
-    group.add_argument("--k", type=int, default=5, help="k of smooth_svm, topk_svm and transition (default 5)")
-    group.add_argument("--p-k", default="0.2,0.2,0.2,0.2,0.2", help="topk_ce: weights of k=1..K (default %(default)s)")
-    group.add_argument("--topk-method", default="splitter_selection", help="topk_ce: relaxation network (default %(default)s)")
-    group.add_argument("--inverse-temperature", type=float, default=1.0, help="topk_ce (default 1.0)")
-    group.add_argument("--distribution", default="logistic_phi", help="topk_ce: comparator relaxation (default %(default)s)")
+    group.add_argument(
+        "--k", type=int, default=5, help="k of smooth_svm, topk_svm and transition (default 5)"
+    )
+    group.add_argument(
+        "--p-k",
+        default="0.2,0.2,0.2,0.2,0.2",
+        help="topk_ce: weights of k=1..K (default %(default)s)",
+    )
+    group.add_argument(
+        "--topk-method",
+        default="splitter_selection",
+        help="topk_ce: relaxation network (default %(default)s)",
+    )
+    group.add_argument(
+        "--inverse-temperature", type=float, default=1.0, help="topk_ce (default 1.0)"
+    )
+    group.add_argument(
+        "--distribution",
+        default="logistic_phi",
+        help="topk_ce: comparator relaxation (default %(default)s)",
+    )
     group.add_argument("--art-lambda", type=float, default=0.5, help="topk_ce (default 0.5)")
     group.add_argument(
         "--m",
@@ -87,14 +117,33 @@ def add_loss_arguments(parser, multiple=False, m_default="none"):
         "an integer, 'none' (all classes) or 'auto' (16 when there are more than 16 classes) "
         "(default %(default)s)",
     )
-    group.add_argument("--top1-mode", default="sm", choices=["sm", "sort", "smce"], help="topk_ce (default sm)")
-    group.add_argument("--tau", type=float, default=1.0, help="smooth_svm temperature (default 1.0)")
-    group.add_argument("--alpha", type=float, default=1.0, help="smooth_svm/topk_svm margin (default 1.0)")
-    group.add_argument("--transition", default="adaptive", choices=["adaptive", "linear", "constant"],
-                       help="transition schedule (default adaptive; linear ramps over the whole run)")
-    group.add_argument("--transition-weight", type=float, default=None, help="transition: w of 'constant'")
-    group.add_argument("--group", default="label", choices=["label", "predicted"], help="transition (default label)")
-    group.add_argument("--momentum", type=float, default=0.99, help="transition: EMA momentum of 'adaptive'")
+    group.add_argument(
+        "--top1-mode", default="sm", choices=["sm", "sort", "smce"], help="topk_ce (default sm)"
+    )
+    group.add_argument(
+        "--tau", type=float, default=1.0, help="smooth_svm temperature (default 1.0)"
+    )
+    group.add_argument(
+        "--alpha", type=float, default=1.0, help="smooth_svm/topk_svm margin (default 1.0)"
+    )
+    group.add_argument(
+        "--transition",
+        default="adaptive",
+        choices=["adaptive", "linear", "constant"],
+        help="transition schedule (default adaptive; linear ramps over the whole run)",
+    )
+    group.add_argument(
+        "--transition-weight", type=float, default=None, help="transition: w of 'constant'"
+    )
+    group.add_argument(
+        "--group",
+        default="label",
+        choices=["label", "predicted"],
+        help="transition (default label)",
+    )
+    group.add_argument(
+        "--momentum", type=float, default=0.99, help="transition: EMA momentum of 'adaptive'"
+    )
     return parser
 
 
@@ -118,7 +167,9 @@ def make_loss(name, args, num_classes, total_steps=None):
     """
     try:
         if name == "ce":
-            return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"), []
+            return keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, name="cross_entropy"
+            ), []
         if name == "topk_ce":
             p_k = _floats(args.p_k)
             loss = keras_topk.losses.TopKCrossEntropy(
@@ -141,18 +192,20 @@ def make_loss(name, args, num_classes, total_steps=None):
                 kwargs["weight"] = 1.0 if args.transition_weight is None else args.transition_weight
             elif args.transition == "linear":
                 if not total_steps:
-                    raise ExampleError("--transition linear needs the number of training steps, unknown here.")
+                    raise ExampleError(
+                        "--transition linear needs the number of training steps, unknown here."
+                    )
                 kwargs["transition_steps"] = int(total_steps)
             else:
                 kwargs["momentum"] = args.momentum
             loss = keras_topk.losses.TopKTransitionLoss(**kwargs)
-            callbacks = [] if args.transition == "constant" else [keras_topk.losses.TransitionCallback()]
+            callbacks = (
+                [] if args.transition == "constant" else [keras_topk.losses.TransitionCallback()]
+            )
             return loss, callbacks
     except ValueError as error:
         raise ExampleError(f"--loss {name}: {error}") from error
     raise ExampleError(f"Unknown loss {name!r}; choose one of {', '.join(LOSS_KEYS)}.")
-
-
 
 
 # --------------------------------------------------------------------------- #
@@ -170,15 +223,36 @@ def add_training_arguments(parser, epochs, batch_size, learning_rate):
 
     group.add_argument("--epochs", type=int, default=epochs, help=default(epochs))
     group.add_argument("--batch-size", type=int, default=batch_size, help=default(batch_size))
-    group.add_argument("--learning-rate", type=float, default=learning_rate,
-                       help="Adam's; " + default(learning_rate, "1e-4 to fine-tune pretrained weights, else 1e-3"
-                                                 if epochs else "see below"))
-    group.add_argument("--xla", choices=["auto", "on", "off"], default="auto",
-                       help="XLA (jit_compile): auto = Keras's choice (on with a GPU, off on CPU-only machines)")
-    group.add_argument("--mixed-precision", choices=["off", "mixed_float16", "mixed_bfloat16"], default="off",
-                       help="Keras dtype policy (logits and losses stay float32)")
+    group.add_argument(
+        "--learning-rate",
+        type=float,
+        default=learning_rate,
+        help="Adam's; "
+        + default(
+            learning_rate,
+            "1e-4 to fine-tune pretrained weights, else 1e-3" if epochs else "see below",
+        ),
+    )
+    group.add_argument(
+        "--xla",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="XLA (jit_compile): auto = Keras's choice (on with a GPU, off on CPU-only machines)",
+    )
+    group.add_argument(
+        "--mixed-precision",
+        choices=["off", "mixed_float16", "mixed_bfloat16"],
+        default="off",
+        help="Keras dtype policy (logits and losses stay float32)",
+    )
     group.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    group.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="progress bars: 1 (default), 2 one line per epoch, 0 none")
+    group.add_argument(
+        "--verbose",
+        type=int,
+        choices=[0, 1, 2],
+        default=1,
+        help="progress bars: 1 (default), 2 one line per epoch, 0 none",
+    )
     return parser
 
 
@@ -246,14 +320,6 @@ def tensorboard_available():
 def topk_results(logs, ks=REPORT_KS, prefix=""):
     """``{"top1": .., "top2": ..}`` from Keras logs with ``top{k}_accuracy`` keys."""
     return {f"top{k}": float(logs[f"{prefix}top{k}_accuracy"]) for k in ks}
-
-
-
-
-
-
-
-
 
 
 def save_model(model, output, name="model", export=True):

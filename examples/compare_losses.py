@@ -55,14 +55,22 @@ def benchmark_conditions(quick=False, test_size=None):
     base = benchmark.Benchmark(test_size=test_size or (5000 if quick else 20000))
     complex_ = dataclasses.replace(base, blobs=4, blob_spread=0.6)
     if quick:
-        return [Condition("clean", base),
-                Condition("superclass p=0.6", dataclasses.replace(base, noise="superclass", p=0.6)),
-                Condition("block p=0.6", dataclasses.replace(base, noise="block", p=0.6)),
-                Condition("complex/linear", complex_)]
+        return [
+            Condition("clean", base),
+            Condition("superclass p=0.6", dataclasses.replace(base, noise="superclass", p=0.6)),
+            Condition("block p=0.6", dataclasses.replace(base, noise="block", p=0.6)),
+            Condition("complex/linear", complex_),
+        ]
     conditions = [Condition("clean", base)]
     for kind in ("superclass", "block"):
-        conditions += [Condition(f"{kind} p={p:g}", dataclasses.replace(base, noise=kind, p=p)) for p in NOISE_PS]
-    conditions += [Condition(f"uniform p={p:g}", dataclasses.replace(base, noise="uniform", p=p)) for p in (0.4, 0.8)]
+        conditions += [
+            Condition(f"{kind} p={p:g}", dataclasses.replace(base, noise=kind, p=p))
+            for p in NOISE_PS
+        ]
+    conditions += [
+        Condition(f"uniform p={p:g}", dataclasses.replace(base, noise="uniform", p=p))
+        for p in (0.4, 0.8)
+    ]
     conditions += [
         Condition("few examples", dataclasses.replace(base, train_per_class=8)),
         Condition("many examples", dataclasses.replace(base, train_per_class=120)),
@@ -78,8 +86,11 @@ def noise_ps_of(conditions):
     out = {}
     for kind in ("superclass", "block", "uniform"):
         ps = [(0.0, "clean")] if "clean" in names else []
-        ps += [(c.benchmark.p, c.name) for c in conditions
-               if c.benchmark is not None and c.benchmark.noise == kind and c.benchmark.p > 0]
+        ps += [
+            (c.benchmark.p, c.name)
+            for c in conditions
+            if c.benchmark is not None and c.benchmark.noise == kind and c.benchmark.p > 0
+        ]
         if len(ps) > 1:
             out[kind] = ps
     return out
@@ -117,17 +128,22 @@ class Data:
 
 def load_user_embeddings(path, standardize=True):
     if not os.path.exists(path):
-        raise common.ExampleError(f"--embeddings {path!r}: no such file (write one with "
-                                  "python -m examples.extract_embeddings).")
+        raise common.ExampleError(
+            f"--embeddings {path!r}: no such file (write one with "
+            "python -m examples.extract_embeddings)."
+        )
     with np.load(path, allow_pickle=False) as f:
         missing = [k for k in ("x_train", "y_train", "x_eval", "y_eval") if k not in f]
         if missing:
-            raise common.ExampleError(f"--embeddings {path!r} lacks {', '.join(missing)}: not an "
-                                      "extract_embeddings file.")
+            raise common.ExampleError(
+                f"--embeddings {path!r} lacks {', '.join(missing)}: not an extract_embeddings file."
+            )
         meta = json.loads(str(f["meta"])) if "meta" in f else {}
         x, y, xt, yt = (f[k] for k in ("x_train", "y_train", "x_eval", "y_eval"))
     x, xt = x.astype(np.float32), xt.astype(np.float32)
-    if standardize:  # with the training statistics: one learning-rate grid fits any embedding's scale
+    if (
+        standardize
+    ):  # with the training statistics: one learning-rate grid fits any embedding's scale
         mean, std = x.mean(0), x.std(0) + 1e-6
         x, xt = (x - mean) / std, (xt - mean) / std
     num_classes = int(meta.get("num_classes", max(y.max(), yt.max()) + 1))
@@ -157,8 +173,13 @@ def evaluate_scores(scores, labels, num_classes):
     half = len(labels) // 2  # calibrate on one half of the test set, measure on the other
     for cov in report.COVERAGES:
         try:
-            sets = conformal.calibrate(scores[:half], labels[:half], alpha=round(1 - cov, 6), method="aps",
-                                       from_logits=True)
+            sets = conformal.calibrate(
+                scores[:half],
+                labels[:half],
+                alpha=round(1 - cov, 6),
+                method="aps",
+                from_logits=True,
+            )
         except ValueError:  # too few test examples to calibrate at this coverage
             continue
         measured = conformal.evaluate_sets(sets.predict(scores[half:]), labels[half:])
@@ -183,8 +204,10 @@ class Progress:
         if worked and self.done < self.total:
             left = f", ~{elapsed / self.done * (self.total - self.done) / 60:.0f} min left"
         filled = int(30 * self.done / max(1, self.total))
-        line = (f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} cells, "
-                f"{elapsed / 60:.1f} min{left} | {text[:60]:<60}")
+        line = (
+            f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} cells, "
+            f"{elapsed / 60:.1f} min{left} | {text[:60]:<60}"
+        )
         if self.tty:
             sys.stderr.write("\r" + line + ("\n" if self.done >= self.total else ""))
         elif self.done == self.total or self.done % max(1, self.total // 20) == 0:
@@ -192,8 +215,17 @@ class Progress:
         sys.stderr.flush()
 
 
-def run_study(conditions, losses, seeds, grids, trainer_config, store, data, progress_bar=True,
-              trainer_factory=study.FeatureTrainer):
+def run_study(
+    conditions,
+    losses,
+    seeds,
+    grids,
+    trainer_config,
+    store,
+    data,
+    progress_bar=True,
+    trainer_factory=study.FeatureTrainer,
+):
     """Tunes every loss per condition, then trains every (condition, loss, seed); returns the cells."""
     total = sum(len(grids[loss]) + len(seeds) for _ in conditions for loss in losses)
     total += sum(len(seeds) for c in conditions if c.benchmark is not None)
@@ -201,11 +233,20 @@ def run_study(conditions, losses, seeds, grids, trainer_config, store, data, pro
     tuned, per_seed, curves, bayes = {}, {}, {}, {}
     for condition in conditions:
         num_classes = data.num_classes(condition)
-        trainer = trainer_factory(dataclasses.replace(trainer_config, hidden=condition.hidden), num_classes)
+        trainer = trainer_factory(
+            dataclasses.replace(trainer_config, hidden=condition.hidden), num_classes
+        )
         tuned[condition.name], per_seed[condition.name], curves[condition.name] = {}, {}, {}
         for loss in losses:
+
             def validation_run(setting, index):
-                key = ("tune", condition.name, loss, index, json.dumps(setting.as_dict(), sort_keys=True))
+                key = (
+                    "tune",
+                    condition.name,
+                    loss,
+                    index,
+                    json.dumps(setting.as_dict(), sort_keys=True),
+                )
                 cell = store.get(*key)
                 if cell is None:
                     train, val, _, _ = data.get(condition, TUNING_SEED)
@@ -215,18 +256,32 @@ def run_study(conditions, losses, seeds, grids, trainer_config, store, data, pro
                 return cell["validation_score"]
 
             grid = grids[loss]
-            best, scores = study.tune(list(grid), lambda s, _it=iter(range(len(grid))): validation_run(s, next(_it)))
-            tuned[condition.name][loss] = {"chosen": best.as_dict(), "grid": [
-                {**s.as_dict(), "validation_score": v} for s, v in zip(grid, scores)]}
+            position = {id(setting): index for index, setting in enumerate(grid)}
+            best, scores = study.tune(list(grid), lambda s: validation_run(s, position[id(s)]))
+            tuned[condition.name][loss] = {
+                "chosen": best.as_dict(),
+                "grid": [{**s.as_dict(), "validation_score": v} for s, v in zip(grid, scores)],
+            }
             runs = []
             for seed in seeds:
-                key = ("run", condition.name, loss, seed, json.dumps(best.as_dict(), sort_keys=True))
+                key = (
+                    "run",
+                    condition.name,
+                    loss,
+                    seed,
+                    json.dumps(best.as_dict(), sort_keys=True),
+                )
                 cell = store.get(*key)
                 if cell is None:
                     train, val, (x_test, y_test), _ = data.get(condition, seed)
                     params, info = trainer.fit(best, train, val, seed)
-                    cell = store.put({**info, **evaluate_scores(trainer.forward(params, x_test), y_test, num_classes)},
-                                     *key)
+                    cell = store.put(
+                        {
+                            **info,
+                            **evaluate_scores(trainer.forward(params, x_test), y_test, num_classes),
+                        },
+                        *key,
+                    )
                 progress.update(f"{condition.name}: {loss} seed {seed}")
                 runs.append(cell)
             per_seed[condition.name][loss] = runs
@@ -237,8 +292,12 @@ def run_study(conditions, losses, seeds, grids, trainer_config, store, data, pro
                 cell = store.get("bayes", condition.name, seed)
                 if cell is None:
                     _, _, (x_test, _), problem = data.get(condition, seed)
-                    cell = store.put({"curve": benchmark.bayes_accuracy_at_k(problem, x_test, MAX_K)},
-                                     "bayes", condition.name, seed)
+                    cell = store.put(
+                        {"curve": benchmark.bayes_accuracy_at_k(problem, x_test, MAX_K)},
+                        "bayes",
+                        condition.name,
+                        seed,
+                    )
                 progress.update(f"{condition.name}: Bayes limit seed {seed}", worked=False)
                 limits.append(cell["curve"])
             bayes[condition.name] = np.mean(limits, axis=0).tolist()
@@ -251,31 +310,87 @@ def run_study(conditions, losses, seeds, grids, trainer_config, store, data, pro
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m examples.compare_losses", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run (2 seeds, 4 conditions, 2 settings per loss): checks that it works, decides nothing")
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.compare_losses",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run (2 seeds, 4 conditions, 2 settings per loss): checks that it works, decides nothing",
+    )
     parser.add_argument("--output", default="runs/compare_losses", help="default: %(default)s")
-    parser.add_argument("--fresh", action="store_true", help="discard the finished cells in --output and start afresh")
-    parser.add_argument("--seeds", type=int, default=None, help="paired seeds (default 5; --quick 2; user data 3)")
-    parser.add_argument("--losses", default=",".join(DEFAULT_LOSSES),
-                        help=f"comma-separated, out of {', '.join(study.LOSS_NAMES)} (default: %(default)s)")
-    parser.add_argument("--conditions", default=None,
-                        help="comma-separated condition names of the benchmark to run (default: all)")
-    parser.add_argument("--grid", choices=["default", "full"], default="default",
-                        help="the tuning grid: default (4 runs per loss) or full (more settings; slower)")
-    parser.add_argument("--embeddings", default=None, metavar="FILE.npz", help="your features, from examples.extract_embeddings")
-    parser.add_argument("--dataset", default=None,
-                        help="a tfds dataset: embeds it once with --model (into --output/embeddings), then as --embeddings")
-    parser.add_argument("--model", default="ResNet50", help="with --dataset: the keras.applications backbone")
-    parser.add_argument("--weights", default="imagenet", help="with --dataset: 'imagenet', 'none' or a file")
-    parser.add_argument("--image-size", type=int, default=224, help="with --dataset (default: %(default)s)")
-    parser.add_argument("--mock-data", type=int, default=None, metavar="N", help="with --dataset: tfds mock data")
-    parser.add_argument("--hidden", type=int, default=0, help="with your data: hidden units of an MLP head (0: linear)")
-    parser.add_argument("--test-size", type=int, default=None, help="benchmark test examples (default 20000; --quick 5000)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the finished cells in --output and start afresh",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="paired seeds (default 5; --quick 2; user data 3)"
+    )
+    parser.add_argument(
+        "--losses",
+        default=",".join(DEFAULT_LOSSES),
+        help=f"comma-separated, out of {', '.join(study.LOSS_NAMES)} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--conditions",
+        default=None,
+        help="comma-separated condition names of the benchmark to run (default: all)",
+    )
+    parser.add_argument(
+        "--grid",
+        choices=["default", "full"],
+        default="default",
+        help="the tuning grid: default (4 runs per loss) or full (more settings; slower)",
+    )
+    parser.add_argument(
+        "--embeddings",
+        default=None,
+        metavar="FILE.npz",
+        help="your features, from examples.extract_embeddings",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="a tfds dataset: embeds it once with --model (into --output/embeddings), then as --embeddings",
+    )
+    parser.add_argument(
+        "--model", default="ResNet50", help="with --dataset: the keras.applications backbone"
+    )
+    parser.add_argument(
+        "--weights", default="imagenet", help="with --dataset: 'imagenet', 'none' or a file"
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=224, help="with --dataset (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--mock-data", type=int, default=None, metavar="N", help="with --dataset: tfds mock data"
+    )
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        default=0,
+        help="with your data: hidden units of an MLP head (0: linear)",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=int,
+        default=None,
+        help="benchmark test examples (default 20000; --quick 5000)",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--max-epochs", type=int, default=None, help="default 40 (--quick 20), early stopping decides")
-    parser.add_argument("--patience", type=int, default=6, help="epochs without a better validation score")
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="default 40 (--quick 20), early stopping decides",
+    )
+    parser.add_argument(
+        "--patience", type=int, default=6, help="epochs without a better validation score"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -284,11 +399,29 @@ def _user_data(args):
     if args.dataset:
         from examples import extract_embeddings
 
-        path = os.path.join(args.output, "embeddings", f"{args.dataset}-{args.model}{'-mock' if args.mock_data else ''}.npz")
+        path = os.path.join(
+            args.output,
+            "embeddings",
+            f"{args.dataset}-{args.model}{'-mock' if args.mock_data else ''}.npz",
+        )
         if not os.path.exists(path):
-            extract_embeddings.main(["--dataset", args.dataset, "--model", args.model, "--weights", args.weights,
-                                     "--image-size", str(args.image_size), "--output", path, "--verbose", "0"]
-                                    + (["--mock-data", str(args.mock_data)] if args.mock_data else []))
+            extract_embeddings.main(
+                [
+                    "--dataset",
+                    args.dataset,
+                    "--model",
+                    args.model,
+                    "--weights",
+                    args.weights,
+                    "--image-size",
+                    str(args.image_size),
+                    "--output",
+                    path,
+                    "--verbose",
+                    "0",
+                ]
+                + (["--mock-data", str(args.mock_data)] if args.mock_data else [])
+            )
         args.embeddings = path
     user, meta = load_user_embeddings(args.embeddings)
     return user, meta
@@ -299,8 +432,10 @@ def main(argv=None):
     losses = [v.strip() for v in args.losses.split(",") if v.strip()]
     unknown = [v for v in losses if v not in study.LOSS_NAMES]
     if not losses or unknown:
-        raise common.ExampleError(f"--losses {args.losses!r}: unknown {', '.join(unknown) or '(empty)'}; "
-                                  f"choose out of {', '.join(study.LOSS_NAMES)}.")
+        raise common.ExampleError(
+            f"--losses {args.losses!r}: unknown {', '.join(unknown) or '(empty)'}; "
+            f"choose out of {', '.join(study.LOSS_NAMES)}."
+        )
     if "ce" not in losses:
         losses.insert(0, "ce")  # the reference of every comparison
     if args.embeddings and args.dataset:
@@ -308,14 +443,22 @@ def main(argv=None):
     user_kind = bool(args.embeddings or args.dataset)
     seeds = list(range(args.seeds or (2 if args.quick else 3 if user_kind else 5)))
     output = args.output
-    trainer_config = study.TrainerConfig(batch_size=args.batch_size, patience=args.patience,
-                                         max_epochs=args.max_epochs or (20 if args.quick else 40))
+    trainer_config = study.TrainerConfig(
+        batch_size=args.batch_size,
+        patience=args.patience,
+        max_epochs=args.max_epochs or (20 if args.quick else 40),
+    )
     grids = study.QUICK_GRIDS if args.quick else study.GRIDS[args.grid]
     if user_kind:
         user, meta = _user_data(args)
         data = Data(user)
-        conditions = [Condition(f"embeddings {meta.get('model', '')} {meta.get('dataset', '')}".strip(), None,
-                                args.hidden)]
+        conditions = [
+            Condition(
+                f"embeddings {meta.get('model', '')} {meta.get('dataset', '')}".strip(),
+                None,
+                args.hidden,
+            )
+        ]
         source = {"embeddings": args.embeddings, "meta": meta}
     else:
         data = Data()
@@ -324,31 +467,59 @@ def main(argv=None):
             wanted = [v.strip() for v in args.conditions.split(",") if v.strip()]
             missing = [w for w in wanted if w not in {c.name for c in conditions}]
             if missing:
-                raise common.ExampleError(f"--conditions: unknown {missing}; the benchmark's are "
-                                          f"{', '.join(c.name for c in conditions)}.")
+                raise common.ExampleError(
+                    f"--conditions: unknown {missing}; the benchmark's are "
+                    f"{', '.join(c.name for c in conditions)}."
+                )
             conditions = [c for c in conditions if c.name in wanted]
         source = {"benchmark": "examples.benchmark"}
     config = {
         "source": source,
-        "conditions": [{"name": c.name, "hidden": c.hidden,
-                        "benchmark": dataclasses.asdict(c.benchmark) if c.benchmark else None} for c in conditions],
-        "losses": losses, "seeds": seeds, "tuning_seed": TUNING_SEED,
+        "conditions": [
+            {
+                "name": c.name,
+                "hidden": c.hidden,
+                "benchmark": dataclasses.asdict(c.benchmark) if c.benchmark else None,
+            }
+            for c in conditions
+        ],
+        "losses": losses,
+        "seeds": seeds,
+        "tuning_seed": TUNING_SEED,
         "grids": {loss: [s.as_dict() for s in grids[loss]] for loss in losses},
-        "trainer": dataclasses.asdict(trainer_config), "quick": args.quick,
+        "trainer": dataclasses.asdict(trainer_config),
+        "quick": args.quick,
     }
     if args.fresh and os.path.isdir(os.path.join(output, "cells")):
         shutil.rmtree(os.path.join(output, "cells"))
     store = study.Store(output, config)
-    smoke = ("SMOKE RUN (--quick): 2 seeds, 4 conditions, a 2-setting grid. It shows that the study runs; "
-             "its numbers decide nothing. The study is the default run.") if args.quick else None
+    smoke = (
+        (
+            "SMOKE RUN (--quick): 2 seeds, 4 conditions, a 2-setting grid. It shows that the study runs; "
+            "its numbers decide nothing. The study is the default run."
+        )
+        if args.quick
+        else None
+    )
     if smoke:
         print(smoke)
-    print(f"{len(conditions)} conditions x {len(losses)} losses x {len(seeds)} seeds, "
-          f"{sum(len(grids[l]) for l in losses)} tuning runs per condition; cells in {store.root} "
-          "(rerun the same command to resume)", flush=True)
+    print(
+        f"{len(conditions)} conditions x {len(losses)} losses x {len(seeds)} seeds, "
+        f"{sum(len(grids[l]) for l in losses)} tuning runs per condition; cells in {store.root} "
+        "(rerun the same command to resume)",
+        flush=True,
+    )
     start = time.perf_counter()
-    tuned, per_seed, curves, bayes = run_study(conditions, losses, seeds, grids, trainer_config, store, data,
-                                               progress_bar=not args.no_progress)
+    tuned, per_seed, curves, bayes = run_study(
+        conditions,
+        losses,
+        seeds,
+        grids,
+        trainer_config,
+        store,
+        data,
+        progress_bar=not args.no_progress,
+    )
     seconds = time.perf_counter() - start
     labels = study.LABELS
     summary = report.summarize(per_seed, losses)
@@ -357,11 +528,18 @@ def main(argv=None):
     table = report.markdown_table(summary, losses, labels, bayes)
     verdict_md = report.verdict_table(verdicts) if verdicts else ""
 
-    print("\nChosen settings (validation split of the training data, seed %d):" % TUNING_SEED)
+    print(f"\nChosen settings (validation split of the training data, seed {TUNING_SEED}):")
     for name, rows in tuned.items():
-        print(f"  {name}: " + "; ".join(f"{labels[l]} {study.Setting.from_dict(v['chosen']).describe()}"
-                                        for l, v in rows.items()))
-    print("\nTest results, mean over seeds; vs CE: paired gain with 95% t-interval (points; candidates in classes)")
+        print(
+            f"  {name}: "
+            + "; ".join(
+                f"{labels[l]} {study.Setting.from_dict(v['chosen']).describe()}"
+                for l, v in rows.items()
+            )
+        )
+    print(
+        "\nTest results, mean over seeds; vs CE: paired gain with 95% t-interval (points; candidates in classes)"
+    )
     print(table)
     if verdict_md:
         print(f"\nVerdicts per paper claim ({len(seeds)} paired seeds):")
@@ -370,10 +548,17 @@ def main(argv=None):
         print("\n" + smoke)
 
     title = f"{len(seeds)} paired seeds" + (" (smoke run)" if args.quick else "")
-    report.plot_gain_vs_p(os.path.join(output, "gain_vs_p.png"), per_seed, noise_ps, losses, labels, title)
-    k_conditions = [c.name for c in conditions if c.name in ("clean", "superclass p=0.8", "block p=0.8",
-                                                              "complex/linear", "complex/MLP")] or [conditions[0].name]
-    report.plot_accuracy_vs_k(os.path.join(output, "accuracy_vs_k.png"), curves, k_conditions, losses, labels, bayes)
+    report.plot_gain_vs_p(
+        os.path.join(output, "gain_vs_p.png"), per_seed, noise_ps, losses, labels, title
+    )
+    k_conditions = [
+        c.name
+        for c in conditions
+        if c.name in ("clean", "superclass p=0.8", "block p=0.8", "complex/linear", "complex/MLP")
+    ] or [conditions[0].name]
+    report.plot_accuracy_vs_k(
+        os.path.join(output, "accuracy_vs_k.png"), curves, k_conditions, losses, labels, bayes
+    )
     report.plot_candidates(os.path.join(output, "candidates.png"), summary, losses, labels)
     with open(os.path.join(output, "table.md"), "w") as f:
         f.write(table + "\n")
@@ -385,13 +570,25 @@ def main(argv=None):
         f.write(report.settings_table(tuned, losses, labels) + "\n")
     with open(os.path.join(output, "tuned_settings.json"), "w") as f:
         json.dump(tuned, f, indent=1)
-    command = "python -m examples.compare_losses " + " ".join(sys.argv[1:] if argv is None else argv)
-    payload = {"command": command.strip(), "config": config, "seconds": round(seconds, 1), "tuned": tuned,
-               "summary": summary, "verdicts": verdicts, "bayes_limit": bayes, "per_seed": per_seed}
+    command = "python -m examples.compare_losses " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    payload = {
+        "command": command.strip(),
+        "config": config,
+        "seconds": round(seconds, 1),
+        "tuned": tuned,
+        "summary": summary,
+        "verdicts": verdicts,
+        "bayes_limit": bayes,
+        "per_seed": per_seed,
+    }
     with open(os.path.join(output, "results.json"), "w") as f:
         json.dump(payload, f, indent=1, default=float)
-    print(f"\nWrote {output}/results.json, table.md, gains.md, verdicts.md, settings.md, tuned_settings.json, gain_vs_p.png, "
-          f"accuracy_vs_k.png, candidates.png ({seconds / 60:.1f} min)")
+    print(
+        f"\nWrote {output}/results.json, table.md, gains.md, verdicts.md, settings.md, tuned_settings.json, gain_vs_p.png, "
+        f"accuracy_vs_k.png, candidates.png ({seconds / 60:.1f} min)"
+    )
     return payload
 
 

@@ -33,14 +33,27 @@ def build_parser():
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--output", default=None,
-                        help="the .npz file (default: runs/embeddings/<dataset>-<model>.npz)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="the .npz file (default: runs/embeddings/<dataset>-<model>.npz)",
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
-    parser.add_argument("--dtype", choices=["float16", "float32"], default="float16",
-                        help="of the stored embeddings (default: %(default)s, half the disk)")
-    parser.add_argument("--xla", choices=["auto", "on", "off"], default="auto", help="XLA for the backbone")
-    parser.add_argument("--mixed-precision", choices=["off", "mixed_float16", "mixed_bfloat16"], default="off")
-    parser.add_argument("--verbose", type=int, choices=[0, 1], default=1, help="progress bars (default 1)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="of the stored embeddings (default: %(default)s, half the disk)",
+    )
+    parser.add_argument(
+        "--xla", choices=["auto", "on", "off"], default="auto", help="XLA for the backbone"
+    )
+    parser.add_argument(
+        "--mixed-precision", choices=["off", "mixed_float16", "mixed_bfloat16"], default="off"
+    )
+    parser.add_argument(
+        "--verbose", type=int, choices=[0, 1], default=1, help="progress bars (default 1)"
+    )
     images.add_data_arguments(parser, dataset_default="imagenet2012")
     images.add_model_arguments(parser)
     return parser
@@ -84,26 +97,48 @@ def main(argv=None):
         num_classes = images.num_classes_of(info)
         eval_split = args.eval_split or images.default_eval_split(args.dataset, info)
         splits = {"train": args.train_split, "eval": eval_split}
-        raws = {label: images.load_split(args.dataset, split, data_dir=args.data_dir, download=not args.no_download,
-                                       manual_dir=args.manual_dir)
-                for label, split in splits.items()}
+        raws = {
+            label: images.load_split(
+                args.dataset,
+                split,
+                data_dir=args.data_dir,
+                download=not args.no_download,
+                manual_dir=args.manual_dir,
+            )
+            for label, split in splits.items()
+        }
         backbone = images.build_backbone(args.model, args.weights, args.image_size)
         backbone.trainable = False
         backbone.compile(jit_compile=common.jit_compile_of(args.xla))
         preprocess = images.preprocess_for(args.model)
-        print(f"{args.model} ({args.weights} weights, {backbone.output_shape[-1]}-D embeddings) over "
-              f"{args.dataset} {args.train_split!r} and {eval_split!r} -> {output}", flush=True)
+        print(
+            f"{args.model} ({args.weights} weights, {backbone.output_shape[-1]}-D embeddings) over "
+            f"{args.dataset} {args.train_split!r} and {eval_split!r} -> {output}",
+            flush=True,
+        )
         os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
         arrays = {}
         with tempfile.TemporaryDirectory(dir=os.path.dirname(output) or ".") as tmp_dir:
             for label, split in splits.items():
                 raw = raws[label]
                 size = images.split_size(info, split) if not args.mock_data else None
-                pipeline = images.image_pipeline(raw, args.image_size, preprocess, args.batch_size, training=False)
+                pipeline = images.image_pipeline(
+                    raw, args.image_size, preprocess, args.batch_size, training=False
+                )
                 start = time.perf_counter()
-                x, y = embed_split(backbone, pipeline, args.dtype, -(-size // args.batch_size) if size else None,
-                                   args.verbose, tmp_dir, label)
-                print(f"{split}: {x.shape[0]} examples in {time.perf_counter() - start:.0f} s", flush=True)
+                x, y = embed_split(
+                    backbone,
+                    pipeline,
+                    args.dtype,
+                    -(-size // args.batch_size) if size else None,
+                    args.verbose,
+                    tmp_dir,
+                    label,
+                )
+                print(
+                    f"{split}: {x.shape[0]} examples in {time.perf_counter() - start:.0f} s",
+                    flush=True,
+                )
                 arrays[f"x_{label}"], arrays[f"y_{label}"] = x, y
             meta = {
                 "dataset": args.dataset,
@@ -114,13 +149,16 @@ def main(argv=None):
                 "image_size": args.image_size,
                 "num_classes": num_classes,
                 "mock_data": args.mock_data,
-                "command": "python -m examples.extract_embeddings " + " ".join(sys.argv[1:] if argv is None else argv),
+                "command": "python -m examples.extract_embeddings "
+                + " ".join(sys.argv[1:] if argv is None else argv),
             }
             # np.savez streams each array into the zip, memmaps included.
             np.savez(output, meta=np.array(json.dumps(meta)), **arrays)
             shapes = {key: value.shape for key, value in arrays.items()}
             arrays.clear()  # drops the memmaps before their files go
-    print(f"Wrote {output}: x_train {shapes['x_train']}, x_eval {shapes['x_eval']}, {num_classes} classes")
+    print(
+        f"Wrote {output}: x_train {shapes['x_train']}, x_eval {shapes['x_eval']}, {num_classes} classes"
+    )
     return output
 
 

@@ -21,7 +21,11 @@ MANUAL_DOWNLOAD = {
         "which takes hours and ~300 GB)."
     ),
 }
-EVAL_SPLIT = {"imagenet2012": "validation", "imagenet2012_subset": "validation", "imagenette": "validation"}
+EVAL_SPLIT = {
+    "imagenet2012": "validation",
+    "imagenet2012_subset": "validation",
+    "imagenette": "validation",
+}
 
 
 class DataUnavailableError(ExampleError):
@@ -72,7 +76,9 @@ def provision_message(name, split, data_dir, manual_dir, error):
         "How to provide the data:",
     ]
     if name in MANUAL_DOWNLOAD:
-        lines.append("  - " + MANUAL_DOWNLOAD[name].format(manual_dir=manual_dir_of(data_dir, manual_dir)))
+        lines.append(
+            "  - " + MANUAL_DOWNLOAD[name].format(manual_dir=manual_dir_of(data_dir, manual_dir))
+        )
         lines.append("    Pass --manual-dir DIR if the archives are elsewhere.")
     else:
         lines.append(
@@ -84,7 +90,9 @@ def provision_message(name, split, data_dir, manual_dir, error):
             f"python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
             "data_dir='DIR').download_and_prepare()\", copy DIR to this machine and pass --data-dir DIR;"
         )
-    lines.append("  - to try the script without any data, pass --mock-data N (N random examples per split).")
+    lines.append(
+        "  - to try the script without any data, pass --mock-data N (N random examples per split)."
+    )
     return "\n".join(lines)
 
 
@@ -94,7 +102,9 @@ def dataset_info(name, data_dir=None):
     try:
         return tfds.builder(name, data_dir=data_dir).info
     except tfds.core.registered.DatasetNotFoundError as error:
-        raise ExampleError(f"Unknown tfds dataset {name!r}: {str(error).splitlines()[0]}") from error
+        raise ExampleError(
+            f"Unknown tfds dataset {name!r}: {str(error).splitlines()[0]}"
+        ) from error
 
 
 def num_classes_of(info, label_key="label"):
@@ -142,9 +152,13 @@ def load_split(name, split, data_dir=None, download=True, manual_dir=None, shuff
             **kwargs,
         )
     except tfds.core.registered.DatasetNotFoundError as error:
-        raise ExampleError(f"Unknown tfds dataset {name!r}: {str(error).splitlines()[0]}") from error
+        raise ExampleError(
+            f"Unknown tfds dataset {name!r}: {str(error).splitlines()[0]}"
+        ) from error
     except Exception as error:  # noqa: BLE001 - tfds raises many kinds (network, manual dir, missing files)
-        raise DataUnavailableError(provision_message(name, split, data_dir, manual_dir, error)) from error
+        raise DataUnavailableError(
+            provision_message(name, split, data_dir, manual_dir, error)
+        ) from error
 
 
 def count_examples(dataset):
@@ -233,17 +247,41 @@ def add_data_arguments(parser, dataset_default="cifar100", dataset_required=Fals
         default=None if dataset_required else dataset_default,
         help="tfds name: cifar100, imagenet2012, cifar10, ... (an (image, label) dataset; default: %(default)s)",
     )
-    group.add_argument("--data-dir", default=None, help="tfds data_dir (default: tfds's, ~/tensorflow_datasets)")
-    group.add_argument("--manual-dir", default=None,
-                       help="where manually downloaded archives are (ImageNet; default DATA_DIR/downloads/manual)")
-    group.add_argument("--no-download", action="store_true",
-                       help="fail at once if the dataset is not prepared under --data-dir, instead of downloading it")
-    group.add_argument("--mock-data", type=int, default=None, metavar="N",
-                       help="offline: run on tfds.testing.mock_data with N random examples per split")
-    group.add_argument("--train-split", default="train", help="tfds split, slicing allowed: train[:10%%] (default: train)")
-    group.add_argument("--eval-split", default=None, help="default: test, or validation where there is no test split")
-    group.add_argument("--cache", default="auto",
-                       help="cache decoded images: auto (in memory if they fit in 2 GB), memory, none, or a file prefix")
+    group.add_argument(
+        "--data-dir", default=None, help="tfds data_dir (default: tfds's, ~/tensorflow_datasets)"
+    )
+    group.add_argument(
+        "--manual-dir",
+        default=None,
+        help="where manually downloaded archives are (ImageNet; default DATA_DIR/downloads/manual)",
+    )
+    group.add_argument(
+        "--no-download",
+        action="store_true",
+        help="fail at once if the dataset is not prepared under --data-dir, instead of downloading it",
+    )
+    group.add_argument(
+        "--mock-data",
+        type=int,
+        default=None,
+        metavar="N",
+        help="offline: run on tfds.testing.mock_data with N random examples per split",
+    )
+    group.add_argument(
+        "--train-split",
+        default="train",
+        help="tfds split, slicing allowed: train[:10%%] (default: train)",
+    )
+    group.add_argument(
+        "--eval-split",
+        default=None,
+        help="default: test, or validation where there is no test split",
+    )
+    group.add_argument(
+        "--cache",
+        default="auto",
+        help="cache decoded images: auto (in memory if they fit in 2 GB), memory, none, or a file prefix",
+    )
     return parser
 
 
@@ -261,7 +299,9 @@ class ImageData:
         return -(-self.train_size // self.batch_size) if self.train_size else None
 
 
-def prepare_image_data(args, preprocess, image_size, batch_size, with_train=True, augment=True, seed=None):
+def prepare_image_data(
+    args, preprocess, image_size, batch_size, with_train=True, augment=True, seed=None
+):
     """Loads ``--dataset`` (train and eval splits) through the tf.data pipeline."""
     info = dataset_info(args.dataset, args.data_dir)
     num_classes = num_classes_of(info)
@@ -273,18 +313,38 @@ def prepare_image_data(args, preprocess, image_size, batch_size, with_train=True
         train_size = split_size(info, args.train_split) if not args.mock_data else None
         if train_size is None:
             train_size = count_examples(raw)
-        train = image_pipeline(raw, image_size, preprocess, batch_size, training=augment,
-                               cache=should_cache(info, args.train_split, args.cache), seed=seed)
+        train = image_pipeline(
+            raw,
+            image_size,
+            preprocess,
+            batch_size,
+            training=augment,
+            cache=should_cache(info, args.train_split, args.cache),
+            seed=seed,
+        )
     raw_eval = load_split(args.dataset, eval_split, **load)
-    evaluation = image_pipeline(raw_eval, image_size, preprocess, batch_size, training=False,
-                                cache=should_cache(info, eval_split, args.cache))
-    return ImageData(train=train, eval=evaluation, num_classes=num_classes, train_size=train_size,
-                     eval_split=eval_split, batch_size=batch_size)
+    evaluation = image_pipeline(
+        raw_eval,
+        image_size,
+        preprocess,
+        batch_size,
+        training=False,
+        cache=should_cache(info, eval_split, args.cache),
+    )
+    return ImageData(
+        train=train,
+        eval=evaluation,
+        num_classes=num_classes,
+        train_size=train_size,
+        eval_split=eval_split,
+        batch_size=batch_size,
+    )
 
 
 # --------------------------------------------------------------------------- #
 # Models
 # --------------------------------------------------------------------------- #
+
 
 class WeightsUnavailableError(ExampleError):
     """Pretrained weights could not be fetched (no internet) or read."""
@@ -394,10 +454,22 @@ def build_mlp(input_dim, num_classes, hidden=(), name="mlp"):
 
 def add_model_arguments(parser, model_default="ResNet50", image_size_default=224):
     group = parser.add_argument_group("model (keras.applications)")
-    group.add_argument("--model", default=model_default, help="a keras.applications name: ResNet50, MobileNetV3Small, "
-                       "EfficientNetB0, ConvNeXtTiny, ... (default: %(default)s)")
-    group.add_argument("--weights", default="imagenet",
-                       help="'imagenet' (downloaded once by Keras), 'none' (random init) or the path of a backbone "
-                       "weights file without top (default: %(default)s)")
-    group.add_argument("--image-size", type=int, default=image_size_default, help="input side in pixels (default: %(default)s)")
+    group.add_argument(
+        "--model",
+        default=model_default,
+        help="a keras.applications name: ResNet50, MobileNetV3Small, "
+        "EfficientNetB0, ConvNeXtTiny, ... (default: %(default)s)",
+    )
+    group.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet' (downloaded once by Keras), 'none' (random init) or the path of a backbone "
+        "weights file without top (default: %(default)s)",
+    )
+    group.add_argument(
+        "--image-size",
+        type=int,
+        default=image_size_default,
+        help="input side in pixels (default: %(default)s)",
+    )
     return parser

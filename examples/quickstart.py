@@ -9,7 +9,9 @@ import keras
 import keras_topk
 from examples import benchmark
 
-x_train, y_train, x_test, y_test, _ = benchmark.make_task(benchmark.Benchmark(noise="superclass", p=0.4), seed=0)
+x_train, y_train, x_test, y_test, _ = benchmark.make_task(
+    benchmark.Benchmark(noise="superclass", p=0.4), seed=0
+)
 
 losses = {
     "cross-entropy": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -22,9 +24,13 @@ for name, loss in losses.items():
     model.compile(
         optimizer=keras.optimizers.Adam(0.01),
         loss=loss,
-        metrics=[keras_topk.metrics.MultiTopKAccuracy(ks=(1, 5))],  # logs top1_accuracy, top5_accuracy
+        metrics=[
+            keras_topk.metrics.MultiTopKAccuracy(ks=(1, 5))
+        ],  # logs top1_accuracy, top5_accuracy
         jit_compile=True,
     )
     model.fit(x_train, y_train, batch_size=256, epochs=15, verbose=0)
     logs = model.evaluate(x_test, y_test, batch_size=4096, return_dict=True, verbose=0)
-    print(f"{name:<17} top-1 {100 * logs['top1_accuracy']:.1f}%  top-5 {100 * logs['top5_accuracy']:.1f}%")
+    print(
+        f"{name:<17} top-1 {100 * logs['top1_accuracy']:.1f}%  top-5 {100 * logs['top5_accuracy']:.1f}%"
+    )

@@ -11,8 +11,20 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["CLAIMS", "gains_table", "judge", "settings_table", "markdown_table", "paired_interval", "plot_accuracy_vs_k", "plot_candidates", "plot_gain_vs_p",
-           "slope_interval", "summarize", "verdict_table"]
+__all__ = [
+    "CLAIMS",
+    "gains_table",
+    "judge",
+    "settings_table",
+    "markdown_table",
+    "paired_interval",
+    "plot_accuracy_vs_k",
+    "plot_candidates",
+    "plot_gain_vs_p",
+    "slope_interval",
+    "summarize",
+    "verdict_table",
+]
 
 COVERAGES = (0.9, 0.95, 0.99)
 # metric -> (label, True when larger is better)
@@ -70,34 +82,60 @@ def direction(interval, larger_is_better=True):
 # A condition "slope: <kind>" is the per-seed slope of the gain against p over that noise kind.
 CLAIMS = [
     {
-        "id": "B1", "paper": "Berrada et al. 2018", "loss": "smooth_svm",
+        "id": "B1",
+        "paper": "Berrada et al. 2018",
+        "loss": "smooth_svm",
         "claim": "SmoothTopKSVM beats CE at top-5 and top-1 under noise within superclasses, more so as p grows",
-        "checks": [("superclass p=0.8", "top5", 1), ("superclass p=0.8", "top1", 1),
-                   ("slope: superclass", "top5", 1), ("slope: superclass", "top1", 1)],
+        "checks": [
+            ("superclass p=0.8", "top5", 1),
+            ("superclass p=0.8", "top1", 1),
+            ("slope: superclass", "top5", 1),
+            ("slope: superclass", "top1", 1),
+        ],
     },
     {
-        "id": "B1'", "paper": "Berrada et al. 2018 (their code's groups)", "loss": "smooth_svm",
+        "id": "B1'",
+        "paper": "Berrada et al. 2018 (their code's groups)",
+        "loss": "smooth_svm",
         "claim": "the same with noise within blocks of 5 label ids (label - label % 5 + U{0..4})",
-        "checks": [("block p=0.8", "top5", 1), ("block p=0.8", "top1", 1),
-                   ("slope: block", "top5", 1), ("slope: block", "top1", 1)],
+        "checks": [
+            ("block p=0.8", "top5", 1),
+            ("block p=0.8", "top1", 1),
+            ("slope: block", "top5", 1),
+            ("slope: block", "top1", 1),
+        ],
     },
     {
-        "id": "B2", "paper": "Berrada et al. 2018", "loss": "smooth_svm",
+        "id": "B2",
+        "paper": "Berrada et al. 2018",
+        "loss": "smooth_svm",
         "claim": "with few training examples SmoothTopKSVM wins at top-5; with many, CE does",
         "checks": [("few examples", "top5", 1), ("many examples", "top5", -1)],
     },
     {
-        "id": "P1", "paper": "Petersen et al. 2022", "loss": "topk_ce",
+        "id": "P1",
+        "paper": "Petersen et al. 2022",
+        "loss": "topk_ce",
         "claim": "TopKCrossEntropy (relaxed k) gives better top-5 and better top-1 than CE for a linear head",
-        "checks": [("clean", "top5", 1), ("clean", "top1", 1), ("many examples", "top5", 1),
-                   ("many examples", "top1", 1)],
+        "checks": [
+            ("clean", "top5", 1),
+            ("clean", "top1", 1),
+            ("many examples", "top5", 1),
+            ("many examples", "top1", 1),
+        ],
     },
     {
-        "id": "S1", "paper": "Sawada et al. 2020", "loss": "transition",
+        "id": "S1",
+        "paper": "Sawada et al. 2020",
+        "loss": "transition",
         "claim": "when classes are too complex for the model, TopKTransitionLoss needs fewer candidates "
-                 "for 99% accuracy than CE and is better at large k",
-        "checks": [("complex/linear", "cand99", 1), ("complex/linear", "top10", 1),
-                   ("complex/MLP", "cand99", 1), ("complex/MLP", "top10", 1)],
+        "for 99% accuracy than CE and is better at large k",
+        "checks": [
+            ("complex/linear", "cand99", 1),
+            ("complex/linear", "top10", 1),
+            ("complex/MLP", "cand99", 1),
+            ("complex/MLP", "top10", 1),
+        ],
     },
 ]
 
@@ -112,10 +150,10 @@ def gains(per_seed, condition, loss, metric):
 
 def check_interval(per_seed, condition, loss, metric, noise_ps=None):
     if condition.startswith("slope: "):
-        kind = condition[len("slope: "):]
+        kind = condition[len("slope: ") :]
         ps = [p for p in (noise_ps or {}).get(kind, [])]
         rows = []
-        for p, name in ps:
+        for _p, name in ps:
             pair = gains(per_seed, name, loss, metric)
             if pair is None:
                 return None
@@ -137,8 +175,15 @@ def judge(per_seed, noise_ps, seeds):
             if interval is None:
                 continue
             sign = direction(interval, METRICS[metric][1]) * expected
-            rows.append({"condition": condition, "metric": metric, "expected": expected,
-                         "gain": interval, "agrees": sign})
+            rows.append(
+                {
+                    "condition": condition,
+                    "metric": metric,
+                    "expected": expected,
+                    "gain": interval,
+                    "agrees": sign,
+                }
+            )
             signs.append(sign)
         if not rows:
             verdict = "not tested in this run"
@@ -148,8 +193,13 @@ def judge(per_seed, noise_ps, seeds):
             verdict = "reproduced"
         else:
             verdict = f"inconclusive at {seeds} seeds"
-        verdicts.append({**{k: claim[k] for k in ("id", "paper", "loss", "claim")}, "verdict": verdict,
-                         "checks": rows})
+        verdicts.append(
+            {
+                **{k: claim[k] for k in ("id", "paper", "loss", "claim")},
+                "verdict": verdict,
+                "checks": rows,
+            }
+        )
     return verdicts
 
 
@@ -162,13 +212,22 @@ def _interval_text(interval, metric):
 
 
 def verdict_table(verdicts):
-    lines = ["| claim | loss vs CE: the evidence (paired gain, 95% interval) | verdict |", "|---|---|---|"]
+    lines = [
+        "| claim | loss vs CE: the evidence (paired gain, 95% interval) | verdict |",
+        "|---|---|---|",
+    ]
     for v in verdicts:
-        evidence = "; ".join(
-            f"{r['condition']}, {r['metric']}: {_interval_text(r['gain'], r['metric'])}"
-            + ("" if r["agrees"] > 0 else " (against)" if r["agrees"] < 0 else " (?)")
-            for r in v["checks"]) or "-"
-        lines.append(f"| **{v['id']}** {v['paper']}: {v['claim']} | {evidence} | **{v['verdict']}** |")
+        evidence = (
+            "; ".join(
+                f"{r['condition']}, {r['metric']}: {_interval_text(r['gain'], r['metric'])}"
+                + ("" if r["agrees"] > 0 else " (against)" if r["agrees"] < 0 else " (?)")
+                for r in v["checks"]
+            )
+            or "-"
+        )
+        lines.append(
+            f"| **{v['id']}** {v['paper']}: {v['claim']} | {evidence} | **{v['verdict']}** |"
+        )
     return "\n".join(lines)
 
 
@@ -187,15 +246,19 @@ def summarize(per_seed, losses):
                     continue
                 entry[metric] = float(np.mean(values))
                 if loss != "ce" and "ce" in runs:
-                    entry[metric + "_gain"] = paired_interval(values, [r[metric] for r in runs["ce"]])
+                    entry[metric + "_gain"] = paired_interval(
+                        values, [r[metric] for r in runs["ce"]]
+                    )
             out[condition][loss] = entry
     return out
 
 
 def markdown_table(summary, losses, labels, bayes=None):
     """Rows (condition, loss): top-1, top-5 and candidates for 99%, with the paired gain over CE."""
-    header = ("| condition | loss | top-1 (%) | vs CE | top-5 (%) | vs CE | candidates 90/95/99% | "
-              "99%: vs CE | conformal set at 99% |")
+    header = (
+        "| condition | loss | top-1 (%) | vs CE | top-5 (%) | vs CE | candidates 90/95/99% | "
+        "99%: vs CE | conformal set at 99% |"
+    )
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for condition, rows in summary.items():
         for loss in losses:
@@ -205,11 +268,15 @@ def markdown_table(summary, losses, labels, bayes=None):
             gain = lambda m: _interval_text(e[m + "_gain"], m) if m + "_gain" in e else ""  # noqa: E731
             cands = "/".join(f"{e[m]:.1f}" for m in ("cand90", "cand95", "cand99") if m in e)
             size = f"{e['set99']:.1f}" if "set99" in e else "-"
-            lines.append(f"| {condition} | {labels[loss]} | {100 * e['top1']:.2f} | {gain('top1')} | "
-                         f"{100 * e['top5']:.2f} | {gain('top5')} | {cands} | {gain('cand99')} | {size} |")
+            lines.append(
+                f"| {condition} | {labels[loss]} | {100 * e['top1']:.2f} | {gain('top1')} | "
+                f"{100 * e['top5']:.2f} | {gain('top5')} | {cands} | {gain('cand99')} | {size} |"
+            )
         if bayes and condition in bayes:
             b = bayes[condition]
-            lines.append(f"| {condition} | *Bayes limit* | {100 * b[0]:.2f} | | {100 * b[4]:.2f} | | | | |")
+            lines.append(
+                f"| {condition} | *Bayes limit* | {100 * b[0]:.2f} | | {100 * b[4]:.2f} | | | | |"
+            )
     return "\n".join(lines)
 
 
@@ -217,7 +284,11 @@ def gains_table(summary, losses, labels):
     """One row per condition: each loss's paired top-1 and top-5 gain over CE (points), * where the 95% interval
     excludes 0."""
     others = [l for l in losses if l != "ce"]
-    header = "| condition | CE top-1 / top-5 (%) | " + " | ".join(f"{labels[l]} top-1 / top-5" for l in others) + " |"
+    header = (
+        "| condition | CE top-1 / top-5 (%) | "
+        + " | ".join(f"{labels[l]} top-1 / top-5" for l in others)
+        + " |"
+    )
     lines = [header, "|---" * (len(others) + 2) + "|"]
     for condition, rows in summary.items():
         if "ce" not in rows:
@@ -233,7 +304,11 @@ def gains_table(summary, losses, labels):
                 parts.append(f"{100 * gain[0]:+.2f}" + ("*" if direction(gain) != 0 else ""))
             cells.append(" / ".join(parts))
         ce = rows["ce"]
-        lines.append(f"| {condition} | {100 * ce['top1']:.1f} / {100 * ce['top5']:.1f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {condition} | {100 * ce['top1']:.1f} / {100 * ce['top5']:.1f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -249,7 +324,9 @@ def settings_table(tuned, losses, labels):
                 text = ", ".join(f"{k}={_setting_value(v)}" for k, v in chosen.items())
                 counts[text] = counts.get(text, 0) + 1
         ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-        lines.append(f"| {labels[loss]} | " + "; ".join(f"{text} ({n})" for text, n in ranked) + " |")
+        lines.append(
+            f"| {labels[loss]} | " + "; ".join(f"{text} ({n})" for text, n in ranked) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -273,8 +350,13 @@ def _plt():
     return plt
 
 
-COLORS = {"ce": "black", "topk_ce": "tab:blue", "smooth_svm": "tab:red", "transition": "tab:green",
-          "topk_svm": "tab:orange"}
+COLORS = {
+    "ce": "black",
+    "topk_ce": "tab:blue",
+    "smooth_svm": "tab:red",
+    "transition": "tab:green",
+    "topk_svm": "tab:orange",
+}
 
 
 def plot_gain_vs_p(path, per_seed, noise_ps, losses, labels, title):
@@ -282,22 +364,38 @@ def plot_gain_vs_p(path, per_seed, noise_ps, losses, labels, title):
     if not kinds:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(2, len(kinds), figsize=(4.2 * len(kinds), 6.4), squeeze=False, sharey="row")
+    fig, axes = plt.subplots(
+        2, len(kinds), figsize=(4.2 * len(kinds), 6.4), squeeze=False, sharey="row"
+    )
     for col, kind in enumerate(kinds):
         for row, metric in enumerate(("top1", "top5")):
             ax = axes[row][col]
             ax.axhline(0, color="black", lw=0.8)
             for i, loss in enumerate(l for l in losses if l != "ce"):
-                pts = [(p, check_interval(per_seed, name, loss, metric)) for p, name in noise_ps[kind]]
+                pts = [
+                    (p, check_interval(per_seed, name, loss, metric)) for p, name in noise_ps[kind]
+                ]
                 pts = [(p, iv) for p, iv in pts if iv is not None]
                 if not pts:
                     continue
                 x = np.array([p for p, _ in pts]) + (i - 1) * 0.012
                 mean = np.array([100 * iv[0] for _, iv in pts])
-                low = np.array([100 * iv[1] if np.isfinite(iv[1]) else 100 * iv[0] for _, iv in pts])
-                high = np.array([100 * iv[2] if np.isfinite(iv[2]) else 100 * iv[0] for _, iv in pts])
-                ax.errorbar(x, mean, yerr=[mean - low, high - mean], marker="o", ms=4, capsize=3,
-                            color=COLORS.get(loss), label=labels[loss])
+                low = np.array(
+                    [100 * iv[1] if np.isfinite(iv[1]) else 100 * iv[0] for _, iv in pts]
+                )
+                high = np.array(
+                    [100 * iv[2] if np.isfinite(iv[2]) else 100 * iv[0] for _, iv in pts]
+                )
+                ax.errorbar(
+                    x,
+                    mean,
+                    yerr=[mean - low, high - mean],
+                    marker="o",
+                    ms=4,
+                    capsize=3,
+                    color=COLORS.get(loss),
+                    label=labels[loss],
+                )
             ax.set_title(f"{kind} noise: {metric.replace('top', 'top-')} gain over CE", fontsize=10)
             ax.set_xlabel("p (fraction of training labels redrawn)")
             if col == 0:
@@ -317,7 +415,9 @@ def plot_accuracy_vs_k(path, curves, conditions, losses, labels, bayes, max_k=10
     if not conditions:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(2, len(conditions), figsize=(4.2 * len(conditions), 6.6), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(conditions), figsize=(4.2 * len(conditions), 6.6), squeeze=False
+    )
     ks = np.arange(1, max_k + 1)
     for col, condition in enumerate(conditions):
         ax, dax = axes[0][col], axes[1][col]
@@ -335,7 +435,13 @@ def plot_accuracy_vs_k(path, curves, conditions, losses, labels, bayes, max_k=10
                 dax.plot(ks, mean, marker="o", ms=3, color=COLORS.get(loss), label=labels[loss])
                 dax.fill_between(ks, low, high, color=COLORS.get(loss), alpha=0.15)
         if bayes and condition in bayes:
-            ax.plot(ks, 100 * np.array(bayes[condition][:max_k]), ls="--", color="gray", label="Bayes limit")
+            ax.plot(
+                ks,
+                100 * np.array(bayes[condition][:max_k]),
+                ls="--",
+                color="gray",
+                label="Bayes limit",
+            )
         ax.set_title(condition, fontsize=10)
         ax.set_xlabel("k")
         ax.set_ylabel("top-k accuracy (%)")
@@ -353,7 +459,9 @@ def plot_accuracy_vs_k(path, curves, conditions, losses, labels, bayes, max_k=10
 
 def plot_candidates(path, summary, losses, labels, metric="cand99"):
     """Candidates needed for 99% accuracy per condition and loss (mean over seeds)."""
-    conditions = [c for c, rows in summary.items() if any(metric in rows.get(l, {}) for l in losses)]
+    conditions = [
+        c for c, rows in summary.items() if any(metric in rows.get(l, {}) for l in losses)
+    ]
     if not conditions:
         return None
     plt = _plt()
@@ -362,14 +470,31 @@ def plot_candidates(path, summary, losses, labels, metric="cand99"):
     x = np.arange(len(conditions))
     for i, loss in enumerate(losses):
         means = [summary[c].get(loss, {}).get(metric, np.nan) for c in conditions]
-        ax.bar(x + (i - (len(losses) - 1) / 2) * width, means, width, color=COLORS.get(loss), label=labels[loss])
+        ax.bar(
+            x + (i - (len(losses) - 1) / 2) * width,
+            means,
+            width,
+            color=COLORS.get(loss),
+            label=labels[loss],
+        )
         for c, xi, mean in zip(conditions, x + (i - (len(losses) - 1) / 2) * width, means):
             gain = summary[c].get(loss, {}).get(metric + "_gain")
-            if gain is not None and direction(gain, METRICS[metric][1]) != 0:  # differs from CE at 95%
-                ax.annotate("+" if direction(gain, METRICS[metric][1]) > 0 else "-", (xi, mean), ha="center",
-                            va="bottom", fontsize=9, fontweight="bold", color=COLORS.get(loss))
-    ax.set_title(f"{METRICS[metric][0]}, mean over seeds; + / -: fewer / more than CE (paired 95% interval)",
-                 fontsize=10)
+            if (
+                gain is not None and direction(gain, METRICS[metric][1]) != 0
+            ):  # differs from CE at 95%
+                ax.annotate(
+                    "+" if direction(gain, METRICS[metric][1]) > 0 else "-",
+                    (xi, mean),
+                    ha="center",
+                    va="bottom",
+                    fontsize=9,
+                    fontweight="bold",
+                    color=COLORS.get(loss),
+                )
+    ax.set_title(
+        f"{METRICS[metric][0]}, mean over seeds; + / -: fewer / more than CE (paired 95% interval)",
+        fontsize=10,
+    )
     ax.set_xticks(x)
     ax.set_xticklabels(conditions, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel(METRICS[metric][0] + " (fewer is better)")

@@ -56,12 +56,18 @@ class Setting:
 
     @classmethod
     def of(cls, loss, lr, **params):
-        return cls(loss, float(lr), tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                                                 for k, v in params.items())))
+        return cls(
+            loss,
+            float(lr),
+            tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())),
+        )
 
     def as_dict(self):
-        return {"loss": self.loss, "lr": self.lr, **{k: list(v) if isinstance(v, tuple) else v
-                                                      for k, v in self.params}}
+        return {
+            "loss": self.loss,
+            "lr": self.lr,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in self.params},
+        }
 
     @classmethod
     def from_dict(cls, d):
@@ -85,26 +91,54 @@ PK_UNIFORM, PK_ENDS = (0.2,) * 5, (0.5, 0.0, 0.0, 0.0, 0.5)
 GRIDS = {
     "default": {
         "ce": [Setting.of("ce", lr) for lr in (0.003, 0.01, 0.03, 0.1)],
-        "topk_ce": [Setting.of("topk_ce", lr, p_k=pk, inverse_temperature=1.0)
-                    for lr in (0.01, 0.03) for pk in (PK_UNIFORM, PK_ENDS)],
-        "smooth_svm": [Setting.of("smooth_svm", lr, tau=tau, alpha=1.0) for lr in (0.01, 0.03) for tau in (1.0, 0.1)],
-        "transition": [Setting.of("transition", lr, schedule=s) for lr in (0.01, 0.03) for s in ("adaptive", "linear")],
-        "topk_svm": [Setting.of("topk_svm", lr, alpha=a) for lr in (0.01, 0.03) for a in (1.0, 0.1)],
+        "topk_ce": [
+            Setting.of("topk_ce", lr, p_k=pk, inverse_temperature=1.0)
+            for lr in (0.01, 0.03)
+            for pk in (PK_UNIFORM, PK_ENDS)
+        ],
+        "smooth_svm": [
+            Setting.of("smooth_svm", lr, tau=tau, alpha=1.0)
+            for lr in (0.01, 0.03)
+            for tau in (1.0, 0.1)
+        ],
+        "transition": [
+            Setting.of("transition", lr, schedule=s)
+            for lr in (0.01, 0.03)
+            for s in ("adaptive", "linear")
+        ],
+        "topk_svm": [
+            Setting.of("topk_svm", lr, alpha=a) for lr in (0.01, 0.03) for a in (1.0, 0.1)
+        ],
     },
     "full": {
         "ce": [Setting.of("ce", lr) for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)],
-        "topk_ce": [Setting.of("topk_ce", lr, p_k=pk, inverse_temperature=b)
-                    for lr in (0.01, 0.03) for pk in (PK_UNIFORM, PK_ENDS) for b in (1.0, 0.5)],
-        "smooth_svm": [Setting.of("smooth_svm", lr, tau=tau, alpha=a)
-                       for lr in (0.01, 0.03) for tau in (1.0, 0.1) for a in (1.0, 0.1)],
-        "transition": [Setting.of("transition", lr, schedule=s)
-                       for lr in (0.003, 0.01, 0.03) for s in ("adaptive", "linear")],
-        "topk_svm": [Setting.of("topk_svm", lr, alpha=a) for lr in (0.003, 0.01, 0.03) for a in (1.0, 0.1)],
+        "topk_ce": [
+            Setting.of("topk_ce", lr, p_k=pk, inverse_temperature=b)
+            for lr in (0.01, 0.03)
+            for pk in (PK_UNIFORM, PK_ENDS)
+            for b in (1.0, 0.5)
+        ],
+        "smooth_svm": [
+            Setting.of("smooth_svm", lr, tau=tau, alpha=a)
+            for lr in (0.01, 0.03)
+            for tau in (1.0, 0.1)
+            for a in (1.0, 0.1)
+        ],
+        "transition": [
+            Setting.of("transition", lr, schedule=s)
+            for lr in (0.003, 0.01, 0.03)
+            for s in ("adaptive", "linear")
+        ],
+        "topk_svm": [
+            Setting.of("topk_svm", lr, alpha=a) for lr in (0.003, 0.01, 0.03) for a in (1.0, 0.1)
+        ],
     },
 }
 QUICK_GRIDS = {
     "ce": [Setting.of("ce", lr) for lr in (0.01, 0.03)],
-    "topk_ce": [Setting.of("topk_ce", lr, p_k=PK_UNIFORM, inverse_temperature=1.0) for lr in (0.01, 0.03)],
+    "topk_ce": [
+        Setting.of("topk_ce", lr, p_k=PK_UNIFORM, inverse_temperature=1.0) for lr in (0.01, 0.03)
+    ],
     "smooth_svm": [Setting.of("smooth_svm", lr, tau=1.0, alpha=1.0) for lr in (0.01, 0.03)],
     "transition": [Setting.of("transition", 0.03, schedule=s) for s in ("adaptive", "linear")],
     "topk_svm": [Setting.of("topk_svm", lr, alpha=1.0) for lr in (0.01, 0.03)],
@@ -159,8 +193,12 @@ class _LossGradients:
         key = (setting.loss, setting.params)
         if key not in self._fns:
             self._fns[key] = tf.function(self._build(setting), jit_compile=True, autograph=False)
-        loss, grad = self._fns[key](tf.constant(scores), tf.constant(labels), tf.constant(weights),
-                                    tf.constant(transition_weight, tf.float32))
+        loss, grad = self._fns[key](
+            tf.constant(scores),
+            tf.constant(labels),
+            tf.constant(weights),
+            tf.constant(transition_weight, tf.float32),
+        )
         return float(loss), grad.numpy()
 
     @staticmethod
@@ -173,20 +211,31 @@ class _LossGradients:
         params = dict(setting.params)
         name = setting.loss
         if name == "ce":
+
             def per_sample(y, s, w):
                 return keras.ops.sparse_categorical_crossentropy(y, s, from_logits=True)
         elif name == "topk_ce":
+
             def per_sample(y, s, w):
                 return keras_topk.losses.topk_cross_entropy(
-                    y, s, p_k=params["p_k"], inverse_temperature=params["inverse_temperature"],
-                    m=params.get("m", 16))
+                    y,
+                    s,
+                    p_k=params["p_k"],
+                    inverse_temperature=params["inverse_temperature"],
+                    m=params.get("m", 16),
+                )
         elif name == "smooth_svm":
+
             def per_sample(y, s, w):
-                return keras_topk.losses.smooth_topk_svm(y, s, k=K, tau=params["tau"], alpha=params["alpha"])
+                return keras_topk.losses.smooth_topk_svm(
+                    y, s, k=K, tau=params["tau"], alpha=params["alpha"]
+                )
         elif name == "topk_svm":
+
             def per_sample(y, s, w):
                 return keras_topk.losses.topk_svm(y, s, k=K, alpha=params["alpha"])
         elif name == "transition":
+
             def per_sample(y, s, w):
                 return keras_topk.losses.topk_transition_loss(y, s, k=K, weight=w)
         else:
@@ -195,7 +244,9 @@ class _LossGradients:
         def fn(scores, labels, weights, w):
             with tf.GradientTape() as tape:
                 tape.watch(scores)
-                loss = tf.reduce_sum(per_sample(labels, scores, w) * weights) / tf.reduce_sum(weights)
+                loss = tf.reduce_sum(per_sample(labels, scores, w) * weights) / tf.reduce_sum(
+                    weights
+                )
             return loss, tape.gradient(loss, scores)
 
         return fn
@@ -222,11 +273,18 @@ class FeatureTrainer:
     # -- the head --
     def init(self, dim, seed):
         rng = np.random.default_rng([seed, 1])
-        sizes = [dim, self.config.hidden, self.num_classes] if self.config.hidden else [dim, self.num_classes]
+        sizes = (
+            [dim, self.config.hidden, self.num_classes]
+            if self.config.hidden
+            else [dim, self.num_classes]
+        )
         params = []
         for a, b in zip(sizes[:-1], sizes[1:]):
             limit = np.sqrt(6.0 / (a + b))  # Glorot uniform, Keras's Dense default
-            params += [rng.uniform(-limit, limit, (a, b)).astype(np.float32), np.zeros(b, np.float32)]
+            params += [
+                rng.uniform(-limit, limit, (a, b)).astype(np.float32),
+                np.zeros(b, np.float32),
+            ]
         return params
 
     @staticmethod
@@ -266,13 +324,13 @@ class FeatureTrainer:
         for epoch in range(1, cfg.max_epochs + 1):
             order = rng.permutation(len(y))
             for start in range(0, len(y), b):
-                idx = order[start:start + b]
+                idx = order[start : start + b]
                 xb, yb = np.zeros((b, x.shape[1]), np.float32), np.zeros(b, np.int32)
                 wb = np.zeros(b, np.float32)  # padding rows weigh 0: one compiled shape
-                xb[:len(idx)], yb[:len(idx)], wb[:len(idx)] = x[idx], y[idx], 1.0
+                xb[: len(idx)], yb[: len(idx)], wb[: len(idx)] = x[idx], y[idx], 1.0
                 scores = self.forward(params, xb).astype(np.float32)
                 if schedule == "adaptive":
-                    hits = label_ranks(scores[:len(idx)], yb[:len(idx)]) < K
+                    hits = label_ranks(scores[: len(idx)], yb[: len(idx)]) < K
                     running = cfg.momentum * running + (1 - cfg.momentum) * float(hits.mean())
                     weight = running
                 elif schedule == "linear":
@@ -285,14 +343,22 @@ class FeatureTrainer:
                 for i, g in enumerate(grads):  # Adam, Keras's defaults
                     m[i] = 0.9 * m[i] + 0.1 * g
                     v[i] = 0.999 * v[i] + 0.001 * g * g
-                    params[i] -= (setting.lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)) * m[i] / (np.sqrt(v[i]) + 1e-7)
+                    params[i] -= (
+                        (setting.lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t))
+                        * m[i]
+                        / (np.sqrt(v[i]) + 1e-7)
+                    )
             score = validation_score(label_ranks(self.forward(params, xv), yv))
             history.append(score)
             if score > best:
                 best, best_epoch, best_params = score, epoch, [p.copy() for p in params]
             elif epoch - best_epoch >= cfg.patience:
                 break
-        return best_params, {"validation_score": best, "epoch": best_epoch, "epochs_run": len(history)}
+        return best_params, {
+            "validation_score": best,
+            "epoch": best_epoch,
+            "epochs_run": len(history),
+        }
 
 
 def tune(settings, evaluate):

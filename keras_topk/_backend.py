@@ -98,9 +98,7 @@ def check_labels_in_range(labels, num_classes):
         message = f"Labels must be class indices in [0, {num_classes})"
         checks = [
             tf.debugging.assert_non_negative(labels, message=message),
-            tf.debugging.assert_less(
-                labels, tf.cast(num_classes, labels.dtype), message=message
-            ),
+            tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), message=message),
         ]
         with tf.control_dependencies(checks):
             return tf.identity(labels)

@@ -54,9 +54,7 @@ def check_float(
 def check_choice(name: str, value: Any, choices: Collection[Any]) -> Any:
     """Returns ``value`` if it is one of ``choices``, else names them all."""
     if value not in choices:
-        raise ValueError(
-            f"Unknown `{name}` {value!r}; expected one of {sorted(choices)}."
-        )
+        raise ValueError(f"Unknown `{name}` {value!r}; expected one of {sorted(choices)}.")
     return value
 
 
@@ -84,9 +82,7 @@ def check_k_distribution(p_k: Sequence[float]) -> tuple[float, ...]:
     return weights
 
 
-def check_k_fits_classes(
-    k_name: str, k: int, num_classes: int | None, strict: bool = True
-) -> None:
+def check_k_fits_classes(k_name: str, k: int, num_classes: int | None, strict: bool = True) -> None:
     """Raises if a top-k size cannot be used with ``num_classes`` classes.
 
     ``strict`` asks for ``k < num_classes`` (a top-k loss is constant when every

@@ -7,8 +7,7 @@ error. Labels are either integer class indices of shape ``(...,)`` or
 """
 
 import numpy as np
-from keras import ops
-from keras import backend
+from keras import backend, ops
 
 from keras_topk import _backend
 
@@ -154,4 +153,8 @@ def unflatten_batch(values, reference_scores):
 
 
 def _shape(shape):
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+    return (
+        "("
+        + ", ".join("None" if d is None else str(d) for d in shape)
+        + (",)" if len(shape) == 1 else ")")
+    )

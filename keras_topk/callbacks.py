@@ -70,7 +70,12 @@ class TransitionCallback(keras.callbacks.Callback):
     def __init__(self, losses: Any = None) -> None:
         super().__init__()
         if losses is not None:
-            losses = [l for _, l in _find_transition_losses(losses if isinstance(losses, (list, tuple)) else [losses])]
+            losses = [
+                l
+                for _, l in _find_transition_losses(
+                    losses if isinstance(losses, (list, tuple)) else [losses]
+                )
+            ]
             if not losses:
                 raise ValueError(
                     "`losses` must be a TopKTransitionLoss or a list of them; got none."

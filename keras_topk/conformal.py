@@ -128,7 +128,9 @@ def _scores_array(scores, name="scores"):
     try:
         array = np.asarray(scores)
     except Exception as error:  # pragma: no cover - exotic array-likes
-        raise ValueError(f"`{name}` must be an array of shape (..., num_classes): {error}") from None
+        raise ValueError(
+            f"`{name}` must be an array of shape (..., num_classes): {error}"
+        ) from None
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
     ):
@@ -347,7 +349,9 @@ def candidates_for_coverage(
     total = float(np.sum(weights))
     if not total > 0:
         raise ValueError("No examples (or all weights zero): no coverage can be computed.")
-    reached = np.cumsum(np.bincount(ranks, weights=weights, minlength=n))  # reached[k-1] = acc_k * total
+    reached = np.cumsum(
+        np.bincount(ranks, weights=weights, minlength=n)
+    )  # reached[k-1] = acc_k * total
     result = {}
     for c in coverages:
         # Exact when the weights are counts: compare integers with the decimal coverage.
@@ -476,14 +480,18 @@ class ConformalSets:
         u = _uniforms(len(flat), seed) if self.randomized else None
         member = np.empty(flat.shape, dtype=bool)
         for rows in _blocks(len(flat)):
-            values = _conformity(flat[rows], self.method, self.from_logits, self.lam, self.k_reg,
-                                 None if u is None else u[rows])
+            values = _conformity(
+                flat[rows],
+                self.method,
+                self.from_logits,
+                self.lam,
+                self.k_reg,
+                None if u is None else u[rows],
+            )
             member[rows] = values <= self.threshold
         return member.reshape(s.shape)
 
-    def predict_indices(
-        self, scores: ArrayLike, seed: int | None = None
-    ) -> list[np.ndarray]:
+    def predict_indices(self, scores: ArrayLike, seed: int | None = None) -> list[np.ndarray]:
         """The sets as lists of class indices, most likely first (ties by class index).
 
         Returns a list with one int64 array per example (flattened leading axes).
@@ -557,8 +565,10 @@ def calibrate(
         )
     if not isinstance(from_logits, (bool, np.bool_)):
         raise ValueError(f"`from_logits` must be True or False, got {from_logits!r}.")
-    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.number)) or not (
-        math.isfinite(lam) and lam >= 0
+    if (
+        isinstance(lam, bool)
+        or not isinstance(lam, (int, float, np.number))
+        or not (math.isfinite(lam) and lam >= 0)
     ):
         raise ValueError(f"`lam` must be a finite number >= 0, got {lam!r}.")
     if isinstance(k_reg, bool) or not isinstance(k_reg, (int, np.integer)) or k_reg < 0:
@@ -577,8 +587,14 @@ def calibrate(
     u = _uniforms(m, seed) if randomized else None
     label_scores = np.empty(m, dtype=np.float64)
     for rows in _blocks(m):
-        values = _conformity(flat[rows], method, bool(from_logits), float(lam), int(k_reg),
-                             None if u is None else u[rows])
+        values = _conformity(
+            flat[rows],
+            method,
+            bool(from_logits),
+            float(lam),
+            int(k_reg),
+            None if u is None else u[rows],
+        )
         label_scores[rows] = values[np.arange(len(values)), y[rows]]
     threshold = float(np.sort(label_scores)[_quantile_index(m, alpha) - 1])
     return ConformalSets(

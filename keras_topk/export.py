@@ -93,9 +93,7 @@ def export_with_loss(
     if loss is None:
         loss = getattr(model, "loss", None)
         if loss is None:
-            raise ValueError(
-                "The model is not compiled with a loss: compile it, or pass `loss=`."
-            )
+            raise ValueError("The model is not compiled with a loss: compile it, or pass `loss=`.")
     if isinstance(loss, (str, dict)):
         loss = keras.losses.get(loss)
     if isinstance(loss, (list, tuple)) or not callable(loss):
@@ -146,7 +144,9 @@ def export_with_loss(
     archive.add_endpoint("serve", serve, input_signature=[input_signature])
     archive.add_endpoint("loss", loss_fn, input_signature=[label_spec, input_signature])
     archive.add_endpoint(
-        "weighted_loss", weighted_loss_fn, input_signature=[label_spec, input_signature, weight_spec]
+        "weighted_loss",
+        weighted_loss_fn,
+        input_signature=[label_spec, input_signature, weight_spec],
     )
     archive.add_endpoint("top_k", top_k, input_signature=[input_signature])
     archive.write_out(filepath, verbose=verbose)

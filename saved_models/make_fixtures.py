@@ -76,8 +76,15 @@ def write_fixture(name, loss, directory):
         [keras.Input((NUM_FEATURES,)), keras.layers.Dense(NUM_CLASSES)], name=f"{name}_model"
     )
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss, metrics=make_metrics())
-    model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0,
-              callbacks=callbacks_for(loss))
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH_SIZE,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks_for(loss),
+    )
 
     model.save(os.path.join(directory, f"{name}.keras"))
     export_with_loss(model, os.path.join(directory, f"{name}_savedmodel"), k=TOP_K)
@@ -89,7 +96,9 @@ def write_fixture(name, loss, directory):
         "y": y,
         "sample_weight": sample_weight,
         "scores": scores,
-        "weighted_loss": np.float32(keras.ops.convert_to_numpy(loss(y, scores, sample_weight=sample_weight))),
+        "weighted_loss": np.float32(
+            keras.ops.convert_to_numpy(loss(y, scores, sample_weight=sample_weight))
+        ),
         "top_k_indices": np.argsort(-scores, axis=-1, kind="stable")[:, :TOP_K].astype("int32"),
         "loss_class": np.array(type(loss).__name__),
         "loss_config": np.array(json.dumps(loss.get_config())),
@@ -104,8 +113,15 @@ def write_fixture(name, loss, directory):
             record[f"state/{variable.name}"] = keras.ops.convert_to_numpy(variable)
 
     # One more epoch from the saved state: a reloaded model must land here.
-    model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0,
-              callbacks=callbacks_for(loss))
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH_SIZE,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks_for(loss),
+    )
     for i, weight in enumerate(model.get_weights()):
         record[f"resumed/{i}"] = weight
     np.savez(os.path.join(directory, f"{name}.npz"), **record)

@@ -28,6 +28,4 @@ def rng():
 
 
 def requires_backend(name):
-    return pytest.mark.skipif(
-        keras.backend.backend() != name, reason=f"needs the {name} backend"
-    )
+    return pytest.mark.skipif(keras.backend.backend() != name, reason=f"needs the {name} backend")

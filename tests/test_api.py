@@ -21,24 +21,49 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCUMENTED = {
     "keras_topk": {"__version__", "callbacks", "conformal", "export", "losses", "metrics", "ops"},
     "keras_topk.losses": {
-        "SmoothTopKSVM", "TopKCrossEntropy", "TopKSVM", "TopKTransitionLoss", "TransitionCallback",
-        "TransitionState", "grouped_cross_entropy", "smooth_topk_svm", "topk_cross_entropy", "topk_svm",
+        "SmoothTopKSVM",
+        "TopKCrossEntropy",
+        "TopKSVM",
+        "TopKTransitionLoss",
+        "TransitionCallback",
+        "TransitionState",
+        "grouped_cross_entropy",
+        "smooth_topk_svm",
+        "topk_cross_entropy",
+        "topk_svm",
         "topk_transition_loss",
     },
     "keras_topk.callbacks": {"TransitionCallback"},
     "keras_topk.conformal": {
-        "ConformalSets", "calibrate", "candidates_for_coverage", "evaluate_sets", "label_ranks",
-        "min_calibration_size", "predict_sets",
+        "ConformalSets",
+        "calibrate",
+        "candidates_for_coverage",
+        "evaluate_sets",
+        "label_ranks",
+        "min_calibration_size",
+        "predict_sets",
     },
     "keras_topk.export": {"export_with_loss"},
     "keras_topk.metrics": {
-        "CandidatesForCoverage", "MultiTopKAccuracy", "PerClassTopKAccuracy", "PrecisionRecallAtK",
-        "TopKAccuracy", "candidates_from_histogram", "label_rank", "multilabel_topk_hits",
-        "rank_histogram", "topk_hits",
+        "CandidatesForCoverage",
+        "MultiTopKAccuracy",
+        "PerClassTopKAccuracy",
+        "PrecisionRecallAtK",
+        "TopKAccuracy",
+        "candidates_from_histogram",
+        "label_rank",
+        "multilabel_topk_hits",
+        "rank_histogram",
+        "topk_hits",
     },
     "keras_topk.ops": {
-        "DISTRIBUTIONS", "METHODS", "NETWORKS", "build_network", "comparator_weight",
-        "log_elementary_symmetric", "soft_topk",
+        "DISTRIBUTIONS",
+        "METHODS",
+        "NETWORKS",
+        "build_network",
+        "comparator_weight",
+        "log_elementary_symmetric",
+        "soft_topk",
     },
 }
 # Names README.md must mention, as `name` or `module.name`, for a user to find them.
@@ -61,8 +86,10 @@ def test_exported_names_are_the_documented_ones(module_name):
 def test_no_name_looks_public_without_being_exported(module_name):
     module = importlib.import_module(module_name)
     looks_public = {
-        name for name, value in vars(module).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not inspect.ismodule(value)
         # Imported helpers (keras, numpy, ...) are not the module's own names.
         and getattr(value, "__module__", module_name).startswith("keras_topk")
     }
@@ -80,8 +107,11 @@ def test_import_keras_topk_reaches_every_submodule():
 @pytest.mark.parametrize("module_name", sorted(IN_README))
 def test_readme_mentions_the_api(module_name):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    missing = [name for name in IN_README[module_name]
-               if not re.search(r"\b" + re.escape(name) + r"\b", readme)]
+    missing = [
+        name
+        for name in IN_README[module_name]
+        if not re.search(r"\b" + re.escape(name) + r"\b", readme)
+    ]
     assert not missing, f"README.md does not mention {missing} ({module_name})"
 
 

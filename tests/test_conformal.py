@@ -63,7 +63,9 @@ def simulate(draw, method, randomized, alphas, splits, m_cal, m_test, seed, **se
     rng = np.random.default_rng(seed)
     m = m_cal + m_test
     logits, labels = draw(rng, splits * m)
-    scorer = ConformalSets(method=method, alpha=0.5, threshold=0.0, randomized=randomized, **settings)
+    scorer = ConformalSets(
+        method=method, alpha=0.5, threshold=0.0, randomized=randomized, **settings
+    )
     scores = scorer.scores_of(logits, seed=seed + 1)
     n = scores.shape[-1]
     scores = scores.reshape(splits, m, n)
@@ -89,7 +91,9 @@ def test_mean_coverage_over_random_splits_meets_the_guarantee(method, randomized
     # 1 - alpha + 1/100. One order statistic more or less moves the mean by
     # 1/100, many Monte Carlo standard errors, so an off-by-one fails.
     splits, m_cal, m_test = 1000, 99, 200
-    results = simulate(draw_overconfident, method, randomized, ALPHAS, splits, m_cal, m_test, seed=7)
+    results = simulate(
+        draw_overconfident, method, randomized, ALPHAS, splits, m_cal, m_test, seed=7
+    )
     for alpha in ALPHAS:
         coverage, _ = results[alpha]
         mean = coverage.mean()
@@ -143,7 +147,7 @@ def test_leave_one_out_coverage_is_exactly_guaranteed(method, randomized, alpha,
     # choices is the coverage conditional on the pool, >= 1 - alpha, and equal
     # to ceil((m + 1)(1 - alpha)) / (m + 1) when the scores have no ties.
     m, n = 14, 4
-    for trial in range(5):
+    for _trial in range(5):
         # Few distinct logits: ties everywhere (except in the randomised scores).
         logits = rng.integers(0, 3, size=(m + 1, n)).astype(float)
         labels = rng.integers(0, n, m + 1)
@@ -170,7 +174,7 @@ def full_conformal_p_value(calibration_scores, test_score):
 def test_sets_are_the_classes_whose_p_value_exceeds_alpha(method, rng):
     # A second definition of the same sets: y is in C(x) iff its conformal
     # p-value exceeds alpha, computed by brute force over the calibration scores.
-    for trial in range(20):
+    for _trial in range(20):
         m, n = int(rng.integers(10, 25)), int(rng.integers(2, 6))
         alpha = float(rng.choice([0.1, 0.2, 0.3, 0.5]))
         logits = rng.integers(0, 4, size=(m + 6, n)).astype(float)
@@ -191,7 +195,7 @@ def brute_force_aps_score(p, label, u, lam=0.0, k_reg=0):
 
 
 def test_aps_and_raps_scores_match_their_definition_with_ties(rng):
-    for trial in range(50):
+    for _trial in range(50):
         n = int(rng.integers(1, 7))
         b = int(rng.integers(1, 5))
         logits = rng.integers(0, 3, size=(b, n)).astype(float)
@@ -215,7 +219,9 @@ def test_topk_threshold_on_a_hand_case():
     sets = calibrate(scores, labels, alpha=0.2, method="topk")
     assert sets.threshold == 2.0 and sets.k_hat == 3
     np.testing.assert_array_equal(sets.predict(scores[:1]), [[True, True, True, False]])
-    assert [a.tolist() for a in sets.predict_indices(np.array([[0.0, 1.0, 3.0, 2.0]]))] == [[2, 3, 1]]
+    assert [a.tolist() for a in sets.predict_indices(np.array([[0.0, 1.0, 3.0, 2.0]]))] == [
+        [2, 3, 1]
+    ]
     # alpha = 0.1: the 10th smallest = 3, every class.
     assert calibrate(scores, labels, alpha=0.1, method="topk").k_hat == 4
     # alpha = 0.5: ceil(5.5) = 6th smallest = 0: the top class only.
@@ -248,13 +254,15 @@ def test_tied_probabilities_enter_aps_sets_together():
 
 
 def test_label_ranks_and_candidates_by_brute_force(rng):
-    for trial in range(30):
+    for _trial in range(30):
         b, n = int(rng.integers(1, 30)), int(rng.integers(1, 8))
         scores = rng.integers(0, 3, size=(b, n)).astype(float)
         labels = rng.integers(0, n, b)
         ranks = conformal.label_ranks(scores, labels)
-        expected = [sum(scores[i, j] >= scores[i, labels[i]] for j in range(n) if j != labels[i])
-                    for i in range(b)]
+        expected = [
+            sum(scores[i, j] >= scores[i, labels[i]] for j in range(n) if j != labels[i])
+            for i in range(b)
+        ]
         np.testing.assert_array_equal(ranks, expected)
         coverages = (0.3, 0.5, 0.9, 1.0)
         got = conformal.candidates_for_coverage(scores, labels, coverages)
@@ -326,7 +334,9 @@ def test_predict_sets_runs_a_keras_model(rng):
         conformal.predict_sets(model, logits[150:].astype("float32"), sets, batch_size=64),
         sets.predict(logits[150:].astype("float32")),
     )
-    indices = conformal.predict_sets(model, logits[150:153].astype("float32"), sets, as_indices=True)
+    indices = conformal.predict_sets(
+        model, logits[150:153].astype("float32"), sets, as_indices=True
+    )
     assert [len(i) for i in indices] == [sets.k_hat] * 3
 
 
@@ -347,12 +357,16 @@ def test_predict_sets_runs_a_keras_model(rng):
         (lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, "raps", lam=-1), "`lam`"),
         (lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, "raps", k_reg=1.5), "k_reg"),
         (lambda: calibrate(np.zeros(50), np.zeros(50, int), 0.1), "num_classes"),
-        (lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, "aps", from_logits=False),
-         "sum to 1"),
+        (
+            lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, "aps", from_logits=False),
+            "sum to 1",
+        ),
         (lambda: calibrate(np.full((50, 3), np.inf), np.zeros(50, int), 0.1, "aps"), r"\+inf"),
         (lambda: ConformalSets("topk", 0.1, 1.0).predict(np.array([[np.nan, 1.0]])), "NaN"),
-        (lambda: conformal.candidates_for_coverage(np.zeros((4, 3)), [0] * 4, (0.9, 1.5)),
-         r"\(0, 1\]"),
+        (
+            lambda: conformal.candidates_for_coverage(np.zeros((4, 3)), [0] * 4, (0.9, 1.5)),
+            r"\(0, 1\]",
+        ),
         (lambda: evaluate_sets(np.zeros((2, 3)), [0, 1]), "boolean masks"),
     ],
 )
@@ -365,22 +379,37 @@ def coverage_table(splits=1000, m_cal=99, m_test=200, seed=7):
     """The figures of the coverage table: ``python -m tests.test_conformal``."""
     rows = []
     for method, randomized in VARIANTS:
-        results = simulate(draw_overconfident, method, randomized, ALPHAS, splits, m_cal, m_test, seed)
+        results = simulate(
+            draw_overconfident, method, randomized, ALPHAS, splits, m_cal, m_test, seed
+        )
         for alpha in ALPHAS:
             coverage, sizes = results[alpha]
-            rows.append((method + (" (randomised)" if randomized else ""), alpha, coverage.mean(),
-                         coverage.std(ddof=1) / math.sqrt(splits), 1 - alpha,
-                         1 - alpha + 1 / (m_cal + 1), sizes.mean(), np.median(sizes)))
+            rows.append(
+                (
+                    method + (" (randomised)" if randomized else ""),
+                    alpha,
+                    coverage.mean(),
+                    coverage.std(ddof=1) / math.sqrt(splits),
+                    1 - alpha,
+                    1 - alpha + 1 / (m_cal + 1),
+                    sizes.mean(),
+                    np.median(sizes),
+                )
+            )
     return rows
 
 
 if __name__ == "__main__":
-    print("| method | alpha | mean coverage (+- s.e.) | lower 1-alpha | upper 1-alpha+1/(m+1) "
-          "| mean set size | median of split mean sizes |")
+    print(
+        "| method | alpha | mean coverage (+- s.e.) | lower 1-alpha | upper 1-alpha+1/(m+1) "
+        "| mean set size | median of split mean sizes |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, alpha, mean, error, lower, upper, size, median in coverage_table():
-        print(f"| {name} | {alpha} | {mean:.4f} +- {error:.4f} | {lower:.3f} | {upper:.3f} "
-              f"| {size:.2f} | {median:.2f} |")
+        print(
+            f"| {name} | {alpha} | {mean:.4f} +- {error:.4f} | {lower:.3f} | {upper:.3f} "
+            f"| {size:.2f} | {median:.2f} |"
+        )
     print("\nLong tail (200 classes), alpha = 0.1, 8 splits of 500 + 500, randomised:")
     for method in ("aps", "raps"):
         coverage, sizes = simulate(draw_long_tail, method, True, (0.1,), 8, 500, 500, seed=3)[0.1]

@@ -16,13 +16,19 @@ def section():
         readme = f.read()
     start = readme.index(SECTION)
     end = readme.find("\n## ", start + len(SECTION))
-    return readme[start:end if end != -1 else None]
+    return readme[start : end if end != -1 else None]
 
 
 def test_the_snippet_runs_and_its_sets_cover(tmp_path, monkeypatch):
     (code,) = re.findall(r"```python\n(.*?)```", section(), flags=re.S)
-    for needle in ("CandidatesForCoverage", "conformal.calibrate", "predict_sets", "evaluate_sets",
-                   "predict_indices", 'method="topk"'):
+    for needle in (
+        "CandidatesForCoverage",
+        "conformal.calibrate",
+        "predict_sets",
+        "evaluate_sets",
+        "predict_indices",
+        'method="topk"',
+    ):
         assert needle in code, needle
     monkeypatch.chdir(tmp_path)
     namespace = {}
@@ -46,13 +52,24 @@ def test_the_snippet_runs_and_its_sets_cover(tmp_path, monkeypatch):
 def test_the_coverage_table_is_what_the_script_prints():
     from tests import test_conformal
 
-    rows = re.findall(r"^\| ((?:topk|aps|raps)[^|]*) \| ([0-9.]+) \| ([0-9.]+) \+- ([0-9.]+) \| "
-                      r"([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|$", section(), flags=re.M)
+    rows = re.findall(
+        r"^\| ((?:topk|aps|raps)[^|]*) \| ([0-9.]+) \| ([0-9.]+) \+- ([0-9.]+) \| "
+        r"([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|$",
+        section(),
+        flags=re.M,
+    )
     assert len(rows) == 15
     computed = test_conformal.coverage_table()
     for row, (name, alpha, mean, error, lower, upper, size, _) in zip(rows, computed):
-        assert row == (name, str(alpha), f"{mean:.4f}", f"{error:.4f}", f"{lower:.3f}",
-                       f"{upper:.3f}", f"{size:.2f}")
+        assert row == (
+            name,
+            str(alpha),
+            f"{mean:.4f}",
+            f"{error:.4f}",
+            f"{lower:.3f}",
+            f"{upper:.3f}",
+            f"{size:.2f}",
+        )
 
 
 def test_the_long_tail_figures_are_what_the_script_prints():
@@ -61,8 +78,11 @@ def test_the_long_tail_figures_are_what_the_script_prints():
     figures = {}
     for method in ("aps", "raps"):
         coverage, sizes = test_conformal.simulate(
-            test_conformal.draw_long_tail, method, True, (0.1,), 8, 500, 500, seed=3)[0.1]
+            test_conformal.draw_long_tail, method, True, (0.1,), 8, 500, 500, seed=3
+        )[0.1]
         figures[method] = (f"{coverage.mean():.4f}", f"{sizes.mean():.2f}")
     text = " ".join(section().split())
-    assert (f"mean size {figures['raps'][1]} against {figures['aps'][1]} for APS (coverage "
-            f"{figures['raps'][0]} and {figures['aps'][0]};") in text
+    assert (
+        f"mean size {figures['raps'][1]} against {figures['aps'][1]} for APS (coverage "
+        f"{figures['raps'][0]} and {figures['aps'][0]};"
+    ) in text

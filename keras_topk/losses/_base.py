@@ -80,7 +80,9 @@ def takes_config(config_class):
     return decorate
 
 
-def per_sample_losses(y_true, y_pred, maths, *, dense_rows=False, check_classes=None, floor_scale=1.0):
+def per_sample_losses(
+    y_true, y_pred, maths, *, dense_rows=False, check_classes=None, floor_scale=1.0
+):
     """Runs the shared pipeline around ``maths`` and returns one loss per sample.
 
     Args:

@@ -55,7 +55,9 @@ class SmoothTopKSVMConfig(Config):
 
     def __post_init__(self):
         object.__setattr__(self, "k", _config.check_int("k", self.k, minimum=1))
-        object.__setattr__(self, "tau", _config.check_float("tau", self.tau, minimum=0.0, min_inclusive=False))
+        object.__setattr__(
+            self, "tau", _config.check_float("tau", self.tau, minimum=0.0, min_inclusive=False)
+        )
         object.__setattr__(self, "alpha", _config.check_float("alpha", self.alpha, minimum=0.0))
 
     def check_classes(self, n):
@@ -90,7 +92,10 @@ def smooth_topk_svm(
     """
     config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
     return per_sample_losses(
-        y_true, y_pred, lambda s, y, _: _smooth_topk_svm_2d(s, y, config), check_classes=config.check_classes
+        y_true,
+        y_pred,
+        lambda s, y, _: _smooth_topk_svm_2d(s, y, config),
+        check_classes=config.check_classes,
     )
 
 
@@ -120,7 +125,9 @@ def _smooth_topk_svm_2d(s, y, config):
         excluded = ops.one_hot(y, n, dtype="bool")
         for r in range(k - 1):
             excluded = ops.logical_or(excluded, hits[r])
-        log_w_b = ops.where(excluded, ops.convert_to_tensor(neg, dtype=s.dtype), (s - t_k[:, None]) / scale)
+        log_w_b = ops.where(
+            excluded, ops.convert_to_tensor(neg, dtype=s.dtype), (s - t_k[:, None]) / scale
+        )
         log_inv_w_a = (t_k[:, None] - ops.stack([ranked[r] for r in range(k - 1)], axis=1)) / scale
         if symmetric_polynomials.linear_fits(n, k, s.dtype, factor=2.0 ** (k - 1)):
             # The roots w_B and 1 / w_A all lie in [0, 1], and both sums below hold
@@ -139,7 +146,9 @@ def _smooth_topk_svm_2d(s, y, config):
         d = margin + tau * (r_k - r_k_minus_1)
         smooth = tau * ops.softplus(d / tau)
 
-    kth, next_after_kth = _kth_and_next_of_all(ops.stop_gradient(top_values), ops.stop_gradient(s_y), k, n)
+    kth, next_after_kth = _kth_and_next_of_all(
+        ops.stop_gradient(top_values), ops.stop_gradient(s_y), k, n
+    )
     use_hard = (kth - next_after_kth) >= k * tau * math.log(HARD_SWITCH_RATIO)
     # Both branches are finite everywhere, so the unused one passes a zero
     # gradient rather than NaN.

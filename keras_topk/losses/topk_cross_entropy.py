@@ -44,8 +44,13 @@ class TopKCrossEntropyConfig(Config):
                     f"classes: use m > {k}, or m=None to rank all classes."
                 )
         normalised = dict(
-            p_k=p_k, method=method, inverse_temperature=beta, distribution=distribution,
-            art_lambda=art_lambda, m=m, top1_mode=_config.check_choice("top1_mode", self.top1_mode, TOP1_MODES),
+            p_k=p_k,
+            method=method,
+            inverse_temperature=beta,
+            distribution=distribution,
+            art_lambda=art_lambda,
+            m=m,
+            top1_mode=_config.check_choice("top1_mode", self.top1_mode, TOP1_MODES),
         )
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
@@ -220,6 +225,13 @@ class TopKCrossEntropy(TopKLoss):
         name: str = "topk_cross_entropy",
         dtype: Any = None,
     ) -> None:
-        config = TopKCrossEntropyConfig(p_k=p_k, method=method, inverse_temperature=inverse_temperature,
-                                        distribution=distribution, art_lambda=art_lambda, m=m, top1_mode=top1_mode)
+        config = TopKCrossEntropyConfig(
+            p_k=p_k,
+            method=method,
+            inverse_temperature=inverse_temperature,
+            distribution=distribution,
+            art_lambda=art_lambda,
+            m=m,
+            top1_mode=top1_mode,
+        )
         super().__init__(config, name=name, reduction=reduction, dtype=dtype)

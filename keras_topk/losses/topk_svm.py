@@ -40,7 +40,10 @@ def topk_svm(y_true: Any, y_pred: Any, *, k: int = 5, alpha: float = 1.0) -> Any
     """
     config = TopKSVMConfig(k=k, alpha=alpha)
     return per_sample_losses(
-        y_true, y_pred, lambda s, y, _: _topk_svm_2d(s, y, config), check_classes=config.check_classes
+        y_true,
+        y_pred,
+        lambda s, y, _: _topk_svm_2d(s, y, config),
+        check_classes=config.check_classes,
     )
 
 
@@ -93,4 +96,9 @@ class TopKSVM(TopKLoss):
         name: str | None = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(TopKSVMConfig(k=k, alpha=alpha), name=name or "topk_svm", reduction=reduction, dtype=dtype)
+        super().__init__(
+            TopKSVMConfig(k=k, alpha=alpha),
+            name=name or "topk_svm",
+            reduction=reduction,
+            dtype=dtype,
+        )

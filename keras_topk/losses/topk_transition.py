@@ -192,7 +192,9 @@ def grouped_cross_entropy(y_true: Any, y_pred: Any, *, k: int, group: str = "lab
     """
     config = GroupConfig(k=k, group=group)
     return per_sample_losses(
-        y_true, y_pred, lambda s, y, _: _grouped_2d(s, y, config, ops.logsumexp(s, axis=-1)),
+        y_true,
+        y_pred,
+        lambda s, y, _: _grouped_2d(s, y, config, ops.logsumexp(s, axis=-1)),
         check_classes=config.check_classes,
     )
 
@@ -235,8 +237,11 @@ def topk_transition_loss(
     weight = _check_call_weight(weight)
     config = GroupConfig(k=k, group=group)
     return per_sample_losses(
-        y_true, y_pred, lambda s, y, rows: _transition_2d(s, y, rows, config, weight),
-        dense_rows=True, check_classes=config.check_classes,
+        y_true,
+        y_pred,
+        lambda s, y, rows: _transition_2d(s, y, rows, config, weight),
+        dense_rows=True,
+        check_classes=config.check_classes,
     )
 
 
@@ -401,8 +406,16 @@ class TopKTransitionLoss(TopKLoss):
         name: str = "topk_transition",
         dtype: Any = None,
     ) -> None:
-        config = TransitionConfig(k=k, transition=transition, weight=weight, group=group, weight_start=weight_start,
-                                  weight_end=weight_end, transition_steps=transition_steps, momentum=momentum)
+        config = TransitionConfig(
+            k=k,
+            transition=transition,
+            weight=weight,
+            group=group,
+            weight_start=weight_start,
+            weight_end=weight_end,
+            transition_steps=transition_steps,
+            momentum=momentum,
+        )
         super().__init__(config, name=name, reduction=reduction, dtype=dtype)
         initial = self.weight if self.transition == "constant" else self.weight_start
         self.state = TransitionState(initial_weight=initial, name=f"{self.name}_weight")
@@ -420,8 +433,14 @@ class TopKTransitionLoss(TopKLoss):
             hits = _topk_hits(y_true, y_pred, self.k)
             # Masked steps (padding) are no evidence of the model's accuracy.
             mask = _backend.get_keras_mask(y_pred)
-            counted = ops.ones_like(hits) if mask is None else ops.reshape(ops.cast(mask, hits.dtype), (-1,))
-            accuracy = ops.stop_gradient(ops.divide_no_nan(ops.sum(hits * counted), ops.sum(counted)))
+            counted = (
+                ops.ones_like(hits)
+                if mask is None
+                else ops.reshape(ops.cast(mask, hits.dtype), (-1,))
+            )
+            accuracy = ops.stop_gradient(
+                ops.divide_no_nan(ops.sum(hits * counted), ops.sum(counted))
+            )
             if _backend.may_assign_variables(accuracy):
                 self.state.batch_accuracy.assign(ops.cast(accuracy, "float32"))
         return losses

@@ -48,16 +48,25 @@ class TransitionState(keras.metrics.Metric):
             name="weight",
         )
         self.steps = self.add_variable(
-            shape=(), initializer="zeros", dtype="int32",
-            aggregation="only_first_replica", name="steps",
+            shape=(),
+            initializer="zeros",
+            dtype="int32",
+            aggregation="only_first_replica",
+            name="steps",
         )
         self.accuracy = self.add_variable(
-            shape=(), initializer="zeros", dtype="float32",
-            aggregation="only_first_replica", name="accuracy",
+            shape=(),
+            initializer="zeros",
+            dtype="float32",
+            aggregation="only_first_replica",
+            name="accuracy",
         )
         self.batch_accuracy = self.add_variable(
-            shape=(), initializer="zeros", dtype="float32",
-            aggregation="mean", name="batch_accuracy",
+            shape=(),
+            initializer="zeros",
+            dtype="float32",
+            aggregation="mean",
+            name="batch_accuracy",
         )
 
     def claim(self, model, loss_name):

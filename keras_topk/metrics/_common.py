@@ -5,8 +5,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_topk import _backend
-from keras_topk import _inputs
+from keras_topk import _backend, _inputs
 from keras_topk.ops.ranking import label_rank_2d
 
 

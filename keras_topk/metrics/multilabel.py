@@ -29,8 +29,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_topk import _backend
-from keras_topk import _inputs
+from keras_topk import _backend, _inputs
 from keras_topk.metrics._common import claim_log_keys, flat_weights, ks_config, safe_divide
 from keras_topk.metrics.topk_accuracy import check_ks
 
@@ -163,8 +162,9 @@ class PrecisionRecallAtK(keras.metrics.Metric):
     {'precision_at_1': 0.5, 'precision_at_2': 0.75, 'recall_at_1': 0.25, 'recall_at_2': 1.0}
     """
 
-    def __init__(self, ks=(1, 5), key_format="{metric}_at_{k}", name="precision_recall_at_k",
-                 dtype=None):
+    def __init__(
+        self, ks=(1, 5), key_format="{metric}_at_{k}", name="precision_recall_at_k", dtype=None
+    ):
         ks = check_ks(ks)
         keys = _format_keys(key_format, ks)
         if len(set(keys)) != len(keys):
@@ -175,13 +175,18 @@ class PrecisionRecallAtK(keras.metrics.Metric):
         self._keys = keys
         self._direction = "up"
         m = len(ks)
-        self.precision_sum = self.add_variable(shape=(m,), initializer="zeros", dtype=self.dtype,
-                                               name="precision_sum")
-        self.recall_sum = self.add_variable(shape=(m,), initializer="zeros", dtype=self.dtype,
-                                            name="recall_sum")
-        self.count = self.add_variable(shape=(), initializer="zeros", dtype=self.dtype, name="count")
-        self.without_labels = self.add_variable(shape=(), initializer="zeros", dtype=self.dtype,
-                                                name="without_labels")
+        self.precision_sum = self.add_variable(
+            shape=(m,), initializer="zeros", dtype=self.dtype, name="precision_sum"
+        )
+        self.recall_sum = self.add_variable(
+            shape=(m,), initializer="zeros", dtype=self.dtype, name="recall_sum"
+        )
+        self.count = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, name="count"
+        )
+        self.without_labels = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, name="without_labels"
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         claim_log_keys(self, self._keys, y_true, y_pred)

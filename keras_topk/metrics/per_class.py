@@ -57,7 +57,9 @@ class PerClassTopKAccuracy(ClassStateMetric):
 
     def __init__(self, k=5, num_classes=None, name=None, dtype=None):
         k = _config.check_int("k", k, minimum=1)
-        super().__init__(num_classes=num_classes, name=name or f"macro_top{k}_accuracy", dtype=dtype)
+        super().__init__(
+            num_classes=num_classes, name=name or f"macro_top{k}_accuracy", dtype=dtype
+        )
         self.k = k
         self._direction = "up"
 
@@ -75,7 +77,9 @@ class PerClassTopKAccuracy(ClassStateMetric):
     def per_class_result(self):
         """Top-k accuracy of every class, shape ``(n,)``; NaN for classes not seen."""
         if not self._state_built:
-            raise ValueError(f"{self.name!r} has seen no data yet: the number of classes is unknown.")
+            raise ValueError(
+                f"{self.name!r} has seen no data yet: the number of classes is unknown."
+            )
         counts = ops.convert_to_tensor(self.counts)
         nan = ops.full(ops.shape(counts), float("nan"), dtype=self.dtype)
         return ops.where(ops.greater(counts, 0), safe_divide(self.hits, counts), nan)

@@ -26,9 +26,8 @@ from typing import Any
 
 import keras
 from keras import ops
-from keras_topk import _backend
-from keras_topk import _config
-from keras_topk import _inputs
+
+from keras_topk import _backend, _config, _inputs
 from keras_topk.metrics._common import claim_log_keys, ks_config, safe_divide, sample_weights
 from keras_topk.ops.ranking import label_rank_2d
 
@@ -105,9 +104,7 @@ def check_ks(ks):
     ks = tuple(_config.check_int(f"ks[{i}]", k, minimum=1) for i, k in enumerate(ks))
     duplicates = sorted({k for k in ks if ks.count(k) > 1})
     if duplicates:
-        raise ValueError(
-            f"`ks` must not repeat a k; {duplicates} appear more than once in {ks}."
-        )
+        raise ValueError(f"`ks` must not repeat a k; {duplicates} appear more than once in {ks}.")
     return ks
 
 
@@ -268,7 +265,9 @@ class MultiTopKAccuracy(_RankHitsMean):
     ```
     """
 
-    def __init__(self, ks=(1, 5), key_format="top{k}_accuracy", name="multi_topk_accuracy", dtype=None):
+    def __init__(
+        self, ks=(1, 5), key_format="top{k}_accuracy", name="multi_topk_accuracy", dtype=None
+    ):
         ks = check_ks(ks)
         keys = _format_keys(key_format, ks)
         super().__init__(ks, name=name, dtype=dtype)

@@ -42,9 +42,7 @@ def label_rank_2d(s, labels):
     # "not s_j < s_y" rather than "s_j >= s_y": equal on numbers, but every
     # comparison with NaN is False, so NaN must count against the label rather
     # than make it unbeatable.
-    beats = ops.logical_and(
-        ops.logical_not(ops.less(s, label_score)), ops.logical_not(is_label)
-    )
+    beats = ops.logical_and(ops.logical_not(ops.less(s, label_score)), ops.logical_not(is_label))
     return ops.sum(ops.cast(beats, "int32"), axis=-1)
 
 
@@ -73,7 +71,9 @@ def top_others(s, labels, count):
     """
     is_label = ops.one_hot(labels, int(s.shape[-1]), dtype="bool")
     sentinel = ops.convert_to_tensor(lowest(s.dtype), dtype=s.dtype)
-    values, indices = ops.top_k(ops.stop_gradient(ops.where(is_label, sentinel, s)), count, sorted=True)
+    values, indices = ops.top_k(
+        ops.stop_gradient(ops.where(is_label, sentinel, s)), count, sorted=True
+    )
     return values, ops.cast(indices, "int32")
 
 
@@ -104,8 +104,9 @@ def ranked_others(s, labels, count, ranks=()):
     hits = {r: ops.equal(positions, ops.cast(column(indices, r), "int32")[:, None]) for r in ranks}
     ranked = {}
     if ranks:
-        picked = _with_gradient_at(s, [hits[r] for r in ranks],
-                                   ops.stack([column(values, r) for r in ranks], axis=1))
+        picked = _with_gradient_at(
+            s, [hits[r] for r in ranks], ops.stack([column(values, r) for r in ranks], axis=1)
+        )
         ranked = {r: picked[:, i] for i, r in enumerate(ranks)}
     return values, hits, ranked
 

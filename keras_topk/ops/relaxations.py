@@ -70,4 +70,6 @@ def comparator_weight(
     if distribution == "optimal":
         outside = ops.cast(v > 0.25, v.dtype) - ops.cast(v < -0.25, v.dtype)
         return ops.clip(v, -0.25, 0.25) + 0.5 + outside * (0.25 - 1.0 / 16.0 / (ops.abs(v) + 1e-10))
-    raise ValueError(f"Unknown distribution {distribution!r}; expected one of {list(DISTRIBUTIONS)}.")
+    raise ValueError(
+        f"Unknown distribution {distribution!r}; expected one of {list(DISTRIBUTIONS)}."
+    )

@@ -19,10 +19,8 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from keras_topk import _config
-from keras_topk import _inputs
-from keras_topk.ops import relaxations
-from keras_topk.ops import sorting_networks
+from keras_topk import _config, _inputs
+from keras_topk.ops import relaxations, sorting_networks
 
 METHODS = sorting_networks.NETWORKS + ("neuralsort", "softsort")
 
@@ -85,7 +83,9 @@ def check_soft_topk_args(k, n, method, inverse_temperature, distribution, art_la
     k = _config.check_int("k", k, minimum=1)
     _config.check_k_fits_classes("k", k, n, strict=False)
     method = _config.check_choice("method", method, METHODS)
-    beta = _config.check_float("inverse_temperature", inverse_temperature, minimum=0.0, min_inclusive=False)
+    beta = _config.check_float(
+        "inverse_temperature", inverse_temperature, minimum=0.0, min_inclusive=False
+    )
     distribution = _config.check_choice("distribution", distribution, relaxations.DISTRIBUTIONS)
     art_lambda = _config.check_float("art_lambda", art_lambda, minimum=0.0)
     return k, method, beta, distribution, art_lambda
@@ -104,7 +104,9 @@ def topk_attribution(scores, k, method, inverse_temperature, distribution, art_l
         attribution = _softsort_topk(scores, k, 1.0 / inverse_temperature)
     else:
         network = sorting_networks.build_network(method, n, k)
-        return _network_topk(scores, network, k, inverse_temperature, distribution, art_lambda, rows)
+        return _network_topk(
+            scores, network, k, inverse_temperature, distribution, art_lambda, rows
+        )
     if rows is None:
         return attribution
     return ops.einsum("bn,bnk->bk", rows, attribution)
@@ -164,7 +166,9 @@ def _mix(lo: Any, hi: Any, p: Any, q: Any) -> tuple[Any, Any]:
 def _stride_masks(step, dtype_like):
     shape = (step.blocks, step.span, 1)
     keep = None if step.keep.all() else ops.convert_to_tensor(step.keep.reshape(shape))
-    descending = None if not step.descending.any() else ops.convert_to_tensor(step.descending.reshape(shape))
+    descending = (
+        None if not step.descending.any() else ops.convert_to_tensor(step.descending.reshape(shape))
+    )
     return keep, descending
 
 
@@ -211,7 +215,10 @@ def _network_topk(x, network, k, beta, distribution, art_lambda, rows):
             c = step.count
             lo, hi = states[0][:c], states[0][c : 2 * c]
             p, q = _comparator(lo, hi, distribution, beta, art_lambda)
-            states = [ops.concatenate([*_mix(v[:c], v[c : 2 * c], p, q), v[2 * c :]], axis=0) for v in states]
+            states = [
+                ops.concatenate([*_mix(v[:c], v[c : 2 * c], p, q), v[2 * c :]], axis=0)
+                for v in states
+            ]
         saved.append((p, q))
     if rows is not None:
         return ops.transpose(_permute(states[1], plan.top))
@@ -224,13 +231,17 @@ def _network_topk(x, network, k, beta, distribution, art_lambda, rows):
             state = _permute(state, step.inverse)
         elif isinstance(step, sorting_networks.Compact):
             # Back among the dropped rows, whose attribution to the top k is zero.
-            state = _permute(ops.concatenate([state, ops.zeros_like(state[:1])], axis=0), step.expand)
+            state = _permute(
+                ops.concatenate([state, ops.zeros_like(state[:1])], axis=0), step.expand
+            )
         elif isinstance(step, sorting_networks.StrideStep):
             lo, hi, before, after = _stride_split(state, step)
             state = _stride_join(*_mix(lo, hi, *weights), before, after, step)
         else:
             c = step.count
-            state = ops.concatenate([*_mix(state[:c], state[c : 2 * c], *weights), state[2 * c :]], axis=0)
+            state = ops.concatenate(
+                [*_mix(state[:c], state[c : 2 * c], *weights), state[2 * c :]], axis=0
+            )
     return ops.transpose(state[plan.pad :], (1, 0, 2))
 
 

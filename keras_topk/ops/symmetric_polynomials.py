@@ -22,11 +22,9 @@ import math
 from typing import Any
 
 import numpy as np
-from keras import backend
-from keras import ops
+from keras import backend, ops
 
-from keras_topk import _config
-from keras_topk import _inputs
+from keras_topk import _config, _inputs
 
 
 def log_elementary_symmetric(x: Any, k: int) -> Any:
@@ -106,7 +104,9 @@ def _log_poly_mul(a, b, degree, out_degree, neg):
     nodes = int(a.shape[1])
     b_j = ops.reshape(ops.take(b, index, axis=-1), (-1, nodes, out_degree + 1, degree + 1))
     terms = a[:, :, None, :] + b_j
-    terms = ops.where(ops.convert_to_tensor(valid), terms, ops.convert_to_tensor(neg, dtype=terms.dtype))
+    terms = ops.where(
+        ops.convert_to_tensor(valid), terms, ops.convert_to_tensor(neg, dtype=terms.dtype)
+    )
     out = logsumexp(terms)
     # Coefficients that are exactly zero (padding) would otherwise drift to
     # ever larger negative values, level after level.

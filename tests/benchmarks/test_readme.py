@@ -1,31 +1,70 @@
 """README's Performance section is written from the benchmark JSON, goals and verdicts included."""
 
-from benchmarks import readme
-from benchmarks import report
+from benchmarks import readme, report
 
 
 def _row(key, ms, ce_ms, **extra):
-    return {"key": key, "group": "imagenet", "label": key, "batch": 512, "classes": 1000, "xla": True,
-            "ms": ms, "ce_ms": ce_ms, "bare_ce_ms": ce_ms, "ratio_to_ce": ms / ce_ms, **extra}
+    return {
+        "key": key,
+        "group": "imagenet",
+        "label": key,
+        "batch": 512,
+        "classes": 1000,
+        "xla": True,
+        "ms": ms,
+        "ce_ms": ce_ms,
+        "bare_ce_ms": ce_ms,
+        "ratio_to_ce": ms / ce_ms,
+        **extra,
+    }
 
 
 def test_section_states_goals_verdicts_command_and_load(tmp_path):
-    machine = {"cpu": "test cpu", "logical_cpus": 2, "date_utc": "2000-01-01 00:00",
-               "load_average_at_start": [3.0, 2.0, 1.0], "load_average_at_end": [4.0, 3.0, 2.0]}
+    machine = {
+        "cpu": "test cpu",
+        "logical_cpus": 2,
+        "date_utc": "2000-01-01 00:00",
+        "load_average_at_start": [3.0, 2.0, 1.0],
+        "load_average_at_end": [4.0, 3.0, 2.0],
+    }
     rows = [
         _row(readme.IMAGENET_SS, 3.0, 1.0),  # 3x: misses TensorFlow's 2, meets JAX's 3
         _row("smooth_topk_svm(k=5,tau=1.0)@b=512,n=1000", 2.0, 1.0),
-        {**_row("smooth_topk_svm(k=5,tau=1.0)@b=512,n=100", 1.0, 1.0), "refused": "made up", "ratio_to_ce": None},
+        {
+            **_row("smooth_topk_svm(k=5,tau=1.0)@b=512,n=100", 1.0, 1.0),
+            "refused": "made up",
+            "ratio_to_ce": None,
+        },
     ]
     del rows[2]["ratio_to_ce"]
-    report.write_suite(tmp_path, "losses", {"suite": "losses", "command": "python -m benchmarks.run --x",
-                                            "machine": machine, "rows": rows})
-    report.write_suite(tmp_path, "losses.jax", {"suite": "losses", "command": "KERAS_BACKEND=jax python -m x",
-                                                "machine": machine, "rows": rows[:1]})
+    report.write_suite(
+        tmp_path,
+        "losses",
+        {
+            "suite": "losses",
+            "command": "python -m benchmarks.run --x",
+            "machine": machine,
+            "rows": rows,
+        },
+    )
+    report.write_suite(
+        tmp_path,
+        "losses.jax",
+        {
+            "suite": "losses",
+            "command": "KERAS_BACKEND=jax python -m x",
+            "machine": machine,
+            "rows": rows[:1],
+        },
+    )
     text = readme.section(str(tmp_path))
     assert text.startswith(readme.BEGIN) and text.endswith(readme.END)
     line = next(l for l in text.splitlines() if l.startswith("| ImageNet: splitter_selection"))
-    assert "<= 2 (JAX <= 3)" in line and "| 3.0 (3.00 ms / CE 1.00 ms) | missed |" in line and line.endswith("| met |")
+    assert (
+        "<= 2 (JAX <= 3)" in line
+        and "| 3.0 (3.00 ms / CE 1.00 ms) | missed |" in line
+        and line.endswith("| met |")
+    )
     svm = next(l for l in text.splitlines() if l.startswith("| SmoothTopKSVM k=5, n=1000 |"))
     assert "| 2.0 (2.00 ms / CE 1.00 ms) | met |" in svm
     refused = next(l for l in text.splitlines() if l.startswith("| SmoothTopKSVM k=5, n=100 |"))
@@ -36,5 +75,9 @@ def test_section_states_goals_verdicts_command_and_load(tmp_path):
     page.write_text("before\n" + readme.BEGIN + "\nold\n" + readme.END + "\nafter\n")
     readme.main(["--results", str(tmp_path), "--readme", str(page)])
     new = page.read_text()
-    assert new.startswith("before\n") and new.endswith("\nafter\n") and "old" not in new.split(readme.END)[0][-20:]
+    assert (
+        new.startswith("before\n")
+        and new.endswith("\nafter\n")
+        and "old" not in new.split(readme.END)[0][-20:]
+    )
     assert new.count(readme.BEGIN) == 1 and "| ImageNet: splitter_selection" in new

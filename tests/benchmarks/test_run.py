@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from benchmarks import run
-from benchmarks import timing
+from benchmarks import run, timing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,16 +18,39 @@ def test_losses_suite_writes_json_markdown_and_plot(tmp_path):
     run.main(
         # The output format is under test here, not the baseline check (its own test below): a
         # smoke grid on a busy machine may see Keras's CE and the bare op differ by more than 1.5x.
-        ["--suite", "losses", "--quick", "--xla", "off", "--repeats", "2", "--rounds", "2",
-         "--baseline-tolerance", "1000", "--output", str(tmp_path)],
+        [
+            "--suite",
+            "losses",
+            "--quick",
+            "--xla",
+            "off",
+            "--repeats",
+            "2",
+            "--rounds",
+            "2",
+            "--baseline-tolerance",
+            "1000",
+            "--output",
+            str(tmp_path),
+        ],
         log=lines.append,
     )
 
     payload = json.loads((tmp_path / "losses.json").read_text())
     assert payload["suite"] == "losses" and payload["quick"] is True
-    assert payload["command"].startswith("python -m benchmarks.run ") or "KERAS_BACKEND=" in payload["command"]
+    assert (
+        payload["command"].startswith("python -m benchmarks.run ")
+        or "KERAS_BACKEND=" in payload["command"]
+    )
     for field in (
-        "cpu", "logical_cpus", "keras", "backend", "date_utc", "load_average_at_start", "load_average_at_end", "device"
+        "cpu",
+        "logical_cpus",
+        "keras",
+        "backend",
+        "date_utc",
+        "load_average_at_start",
+        "load_average_at_end",
+        "device",
     ):
         assert field in payload["machine"], field
     rows = payload["rows"]
@@ -43,7 +65,11 @@ def test_losses_suite_writes_json_markdown_and_plot(tmp_path):
         assert math.isclose(r["ce_vs_bare"], r["ce_ms"] / r["bare_ce_ms"], rel_tol=1e-6)
         assert len(r["load_average"]) == 3
         # Two rounds of two interleaved calls each; the figure is the lower quartile.
-        assert r["timing"]["runs"] == 4 and r["ce_timing"]["runs"] == 4 and r["bare_ce_timing"]["runs"] == 4
+        assert (
+            r["timing"]["runs"] == 4
+            and r["ce_timing"]["runs"] == 4
+            and r["bare_ce_timing"]["runs"] == 4
+        )
         assert len(r["timing"]["round_p25_ms"]) == 2
         assert r["timing"]["min_ms"] <= r["ms"] == r["timing"]["p25_ms"] <= r["timing"]["median_ms"]
     assert {r["loss"] for r in timed} == {"topk_cross_entropy", "smooth_topk_svm"}
@@ -51,9 +77,15 @@ def test_losses_suite_writes_json_markdown_and_plot(tmp_path):
 
     md = (tmp_path / "results.md").read_text()
     assert "## Losses against softmax cross-entropy" in md
-    table = [line for line in md.splitlines() if line.startswith("| TopKCrossEntropy") or line.startswith("| SmoothTopKSVM")]
+    table = [
+        line
+        for line in md.splitlines()
+        if line.startswith("| TopKCrossEntropy") or line.startswith("| SmoothTopKSVM")
+    ]
     assert len(table) == 4
-    assert all(line.count("|") == 7 for line in table)  # loss, b, n, then ms / CE ms / x CE for XLA off
+    assert all(
+        line.count("|") == 7 for line in table
+    )  # loss, b, n, then ms / CE ms / x CE for XLA off
     assert any("an example of a skipped case" in line for line in table)
     # Both n = 40 and n = 80 were timed for TopKCrossEntropy: the plot has a line to draw.
     assert (tmp_path / "cost_vs_n.png").stat().st_size > 1000
@@ -64,27 +96,75 @@ def test_losses_suite_writes_json_markdown_and_plot(tmp_path):
 def test_markdown_collects_every_suite_found(tmp_path):
     from benchmarks import report
 
-    machine = {"cpu": "test cpu", "logical_cpus": 2, "backend": "tensorflow", "date_utc": "2000-01-01 00:00"}
-    report.write_suite(tmp_path, "memory", {
-        "suite": "memory", "command": "python -m benchmarks.run --suite memory", "machine": machine,
-        "rows": [{"label": "softmax CE", "batch": 512, "classes": 10450, "xla": True, "baseline_mib": 700.0,
-                  "process_peak_mib": 900.0, "steady_increment_mib": 150.0, "first_call_increment_mib": 180.0}],
-    })
-    report.write_suite(tmp_path, "train_step", {
-        "suite": "train_step", "command": "python -m benchmarks.run --suite train_step", "machine": machine,
-        "rows": [{"setting": "head", "label": "softmax CE", "batch": 512, "step_ms": 10.0, "ce_step_ms": 10.0,
-                  "overhead_percent": 0.0}],
-    })
-    md = (tmp_path / "results.md")
+    machine = {
+        "cpu": "test cpu",
+        "logical_cpus": 2,
+        "backend": "tensorflow",
+        "date_utc": "2000-01-01 00:00",
+    }
+    report.write_suite(
+        tmp_path,
+        "memory",
+        {
+            "suite": "memory",
+            "command": "python -m benchmarks.run --suite memory",
+            "machine": machine,
+            "rows": [
+                {
+                    "label": "softmax CE",
+                    "batch": 512,
+                    "classes": 10450,
+                    "xla": True,
+                    "baseline_mib": 700.0,
+                    "process_peak_mib": 900.0,
+                    "steady_increment_mib": 150.0,
+                    "first_call_increment_mib": 180.0,
+                }
+            ],
+        },
+    )
+    report.write_suite(
+        tmp_path,
+        "train_step",
+        {
+            "suite": "train_step",
+            "command": "python -m benchmarks.run --suite train_step",
+            "machine": machine,
+            "rows": [
+                {
+                    "setting": "head",
+                    "label": "softmax CE",
+                    "batch": 512,
+                    "step_ms": 10.0,
+                    "ce_step_ms": 10.0,
+                    "overhead_percent": 0.0,
+                }
+            ],
+        },
+    )
+    md = tmp_path / "results.md"
     report.write_markdown(tmp_path)
     text = md.read_text()
-    assert "## Peak memory" in text and "| softmax CE | 512 | 10450 | on | 900 | 150 | 180 | 700 |" in text
-    assert "## One training step" in text and "| head | softmax CE | 512 | 10.0 | 10.0 | +0.0% | - | - |" in text
+    assert (
+        "## Peak memory" in text
+        and "| softmax CE | 512 | 10450 | on | 900 | 150 | 180 | 700 |" in text
+    )
+    assert (
+        "## One training step" in text
+        and "| head | softmax CE | 512 | 10.0 | 10.0 | +0.0% | - | - |" in text
+    )
     assert "## Losses" not in text and "test cpu" in text
 
 
 @pytest.mark.parametrize(
-    "argv", [["--suite", "nope"], ["--xla", "maybe"], ["--repeats", "0"], ["--rounds", "0"], ["--device", "tpu"]]
+    "argv",
+    [
+        ["--suite", "nope"],
+        ["--xla", "maybe"],
+        ["--repeats", "0"],
+        ["--rounds", "0"],
+        ["--device", "tpu"],
+    ],
 )
 def test_bad_arguments_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit):
@@ -107,7 +187,9 @@ def test_lower_quartiles_interleaves_rotates_and_takes_the_quiet_calls():
     def fast():
         order.append("fast")
 
-    result = timing.lower_quartiles({"slow": slow, "fast": fast}, calls_per_round=4, rounds=3, warmups=2, budget_s=60)
+    result = timing.lower_quartiles(
+        {"slow": slow, "fast": fast}, calls_per_round=4, rounds=3, warmups=2, budget_s=60
+    )
     timed = order[4:]  # two warm-ups each, excluded
     assert len(timed) == 24
     # One call of each per pass, in varying orders: neither always follows the other.
@@ -115,13 +197,25 @@ def test_lower_quartiles_interleaves_rotates_and_takes_the_quiet_calls():
     assert all(sorted(p) == ["fast", "slow"] for p in passes)
     assert {("slow", "fast"), ("fast", "slow")} <= set(passes)
     assert result["slow"]["runs"] == 12 and len(result["slow"]["round_p25_ms"]) == 3
-    assert 0.9 <= result["slow"]["p25_ms"] < 2.5 < result["slow"]["p75_ms"] or result["slow"]["p25_ms"] < 2.5
+    assert (
+        0.9 <= result["slow"]["p25_ms"] < 2.5 < result["slow"]["p75_ms"]
+        or result["slow"]["p25_ms"] < 2.5
+    )
     assert result["fast"]["p25_ms"] < result["slow"]["p25_ms"]
     assert result["slow"]["first_call_s"] >= 0.0
 
 
-@pytest.mark.parametrize("keras_ms, bare_ms, ok", [(1.0, 1.0, True), (1.4, 1.0, True), (1.0, 1.4, True),
-                                                   (1.6, 1.0, False), (1.0, 1.6, False), (0.0, 1.0, False)])
+@pytest.mark.parametrize(
+    "keras_ms, bare_ms, ok",
+    [
+        (1.0, 1.0, True),
+        (1.4, 1.0, True),
+        (1.0, 1.4, True),
+        (1.6, 1.0, False),
+        (1.0, 1.6, False),
+        (0.0, 1.0, False),
+    ],
+)
 def test_check_baseline_refuses_beyond_one_and_a_half(keras_ms, bare_ms, ok):
     if ok:
         assert math.isclose(timing.check_baseline(keras_ms, bare_ms), keras_ms / bare_ms)
@@ -136,8 +230,22 @@ def test_a_disagreeing_baseline_refuses_the_row_and_fails_the_run(tmp_path, monk
 
     monkeypatch.setattr(timing, "check_baseline", disagree)
     with pytest.raises(SystemExit) as exit_info:
-        run.main(["--suite", "losses", "--quick", "--xla", "on", "--repeats", "1", "--rounds", "1",
-                  "--output", str(tmp_path)], log=lambda text: None)
+        run.main(
+            [
+                "--suite",
+                "losses",
+                "--quick",
+                "--xla",
+                "on",
+                "--repeats",
+                "1",
+                "--rounds",
+                "1",
+                "--output",
+                str(tmp_path),
+            ],
+            log=lambda text: None,
+        )
     assert exit_info.value.code == 3
     rows = json.loads((tmp_path / "losses.json").read_text())["rows"]
     refused = [r for r in rows if r.get("refused")]
@@ -156,7 +264,9 @@ def test_jax_backend_runs_the_grid_without_importing_tensorflow(tmp_path):
         "print('TF_MODULES', len(bad), bad[:3])"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "TF_MODULES 0 []" in proc.stdout
     payload = json.loads((tmp_path / "losses.jax.json").read_text())

@@ -42,7 +42,9 @@ def compute(cases=None):
             loss = case.make()
             per_sample = type(loss).from_config({**loss.get_config(), "reduction": None})
             out[f"{case.id}/per_sample"] = keras.ops.convert_to_numpy(per_sample(y, s))
-            out[f"{case.id}/weighted"] = keras.ops.convert_to_numpy(loss(y, s, sample_weight=weights))
+            out[f"{case.id}/weighted"] = keras.ops.convert_to_numpy(
+                loss(y, s, sample_weight=weights)
+            )
             out[f"{case.id}/gradient"] = gradient(loss, y, s)
         else:
             metric = case.make()

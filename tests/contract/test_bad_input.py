@@ -138,8 +138,10 @@ def _unknown_class_axis(obj):
     import tensorflow as tf
 
     s, y = _scores()
-    fn = tf.function(stateless(obj), input_signature=[
-        tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None, None), tf.float32)])
+    fn = tf.function(
+        stateless(obj),
+        input_signature=[tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None, None), tf.float32)],
+    )
     return fn(y, s)
 
 
@@ -225,7 +227,9 @@ def _check_nan_scores(obj, values):
     if isinstance(obj, keras.losses.Loss):
         # The loss of those samples is NaN, as with Keras's own losses, so that
         # TerminateOnNaN stops the run; the other samples are untouched.
-        assert np.all(np.isnan(values[[2, 5]])) and np.all(np.isfinite(values[(rows != 2) & (rows != 5)]))
+        assert np.all(np.isnan(values[[2, 5]])) and np.all(
+            np.isfinite(values[(rows != 2) & (rows != 5)])
+        )
     else:
         assert values[5] == 0.0 and np.all(np.isin(values, (0.0, 1.0)))
 
@@ -261,7 +265,9 @@ def _plus_inf_scores(obj):
     if isinstance(obj, keras.losses.Loss):
         return per_sample(obj, y, s)
     values = per_sample(obj, y, s)
-    np.testing.assert_array_equal(values, per_sample(obj, y, np.where(np.isinf(s), np.finfo("float32").max, s)))
+    np.testing.assert_array_equal(
+        values, per_sample(obj, y, np.where(np.isinf(s), np.finfo("float32").max, s))
+    )
     # Shaped as _check_nan_scores expects of a metric: the label's +inf is a hit.
     assert values[5] == 1.0
     values = values.copy()
@@ -276,110 +282,251 @@ def _k_at_least_classes(obj):
 
 ROWS = [
     # --- construction: ValueError naming the argument -------------------------------
-    _construction("k_below_1", "must be >= 1",
-                  ("SmoothTopKSVM", _build(L.SmoothTopKSVM, k=0)), ("TopKSVM", _build(L.TopKSVM, k=0)),
-                  ("TopKTransitionLoss", _build(L.TopKTransitionLoss, k=0)),
-                  ("TopKAccuracy", _build(M.TopKAccuracy, k=0)),
-                  ("MultiTopKAccuracy", _build(M.MultiTopKAccuracy, ks=(1, 0)))),
-    _construction("k_not_an_integer", "must be an integer",
-                  ("SmoothTopKSVM", _build(L.SmoothTopKSVM, k=2.5)), ("TopKSVM", _build(L.TopKSVM, k="5")),
-                  ("TopKTransitionLoss", _build(L.TopKTransitionLoss, k=None)),
-                  ("TopKAccuracy", _build(M.TopKAccuracy, k=True)),
-                  ("MultiTopKAccuracy", _build(M.MultiTopKAccuracy, ks=(1, 2.5)))),
-    _construction("nan_hyperparameter", "must be finite",
-                  ("SmoothTopKSVM.tau", _build(L.SmoothTopKSVM, tau=float("nan"))),
-                  ("SmoothTopKSVM.alpha", _build(L.SmoothTopKSVM, alpha=float("nan"))),
-                  ("TopKSVM.alpha", _build(L.TopKSVM, alpha=float("nan"))),
-                  ("TopKCrossEntropy.p_k", _build(L.TopKCrossEntropy, p_k=(float("nan"), 1.0))),
-                  ("TopKCrossEntropy.inverse_temperature",
-                   _build(L.TopKCrossEntropy, inverse_temperature=float("nan"))),
-                  ("TopKCrossEntropy.art_lambda", _build(L.TopKCrossEntropy, art_lambda=float("nan"))),
-                  ("TopKTransitionLoss.weight",
-                   _build(L.TopKTransitionLoss, transition="constant", weight=float("nan"))),
-                  ("TopKTransitionLoss.weight_start", _build(L.TopKTransitionLoss, weight_start=float("nan"))),
-                  ("TopKTransitionLoss.momentum", _build(L.TopKTransitionLoss, momentum=float("nan")))),
-    _construction("infinite_hyperparameter", "must be finite",
-                  ("SmoothTopKSVM.tau", _build(L.SmoothTopKSVM, tau=float("inf"))),
-                  ("TopKCrossEntropy.inverse_temperature",
-                   _build(L.TopKCrossEntropy, inverse_temperature=float("inf")))),
-    _construction("hyperparameter_out_of_range", "must be",
-                  ("SmoothTopKSVM.tau=0", _build(L.SmoothTopKSVM, tau=0.0)),
-                  ("TopKSVM.alpha<0", _build(L.TopKSVM, alpha=-1.0)),
-                  ("TopKCrossEntropy.inverse_temperature=0", _build(L.TopKCrossEntropy, inverse_temperature=0)),
-                  ("TopKTransitionLoss.momentum=1", _build(L.TopKTransitionLoss, momentum=1.0)),
-                  ("TopKTransitionLoss.weight_end>1", _build(L.TopKTransitionLoss, weight_end=1.5))),
-    _construction("p_k_not_a_distribution", "`p_k` must",
-                  ("sums_to_1.1", _build(L.TopKCrossEntropy, p_k=(0.5, 0.6))),
-                  ("negative", _build(L.TopKCrossEntropy, p_k=(1.5, -0.5))),
-                  ("empty", _build(L.TopKCrossEntropy, p_k=())),
-                  ("a_number", _build(L.TopKCrossEntropy, p_k=5))),
-    _construction("unknown_option", "Unknown `",
-                  ("method", _build(L.TopKCrossEntropy, method="quicksort")),
-                  ("distribution", _build(L.TopKCrossEntropy, distribution="laplace")),
-                  ("top1_mode", _build(L.TopKCrossEntropy, top1_mode="ce")),
-                  ("transition", _build(L.TopKTransitionLoss, transition="cosine")),
-                  ("group", _build(L.TopKTransitionLoss, group="top"))),
-    _construction("schedule_arguments_inconsistent", "transition",
-                  ("linear_without_steps", _build(L.TopKTransitionLoss, transition="linear")),
-                  ("constant_without_weight", _build(L.TopKTransitionLoss, transition="constant")),
-                  ("weight_without_constant", _build(L.TopKTransitionLoss, weight=0.5))),
-    _construction("m_not_above_K", "`m`=3 must lie strictly between",
-                  ("TopKCrossEntropy", _build(L.TopKCrossEntropy, p_k=(0.5, 0.0, 0.5), m=3))),
-    _construction("ks_repeated_or_empty", "`ks` must",
-                  ("repeated", _build(M.MultiTopKAccuracy, ks=(1, 5, 1))),
-                  ("empty", _build(M.MultiTopKAccuracy, ks=())),
-                  ("a_number", _build(M.MultiTopKAccuracy, ks=5))),
-    _construction("key_format_without_k", "`key_format`",
-                  ("no_field", _build(M.MultiTopKAccuracy, key_format="top_accuracy")),
-                  ("other_field", _build(M.MultiTopKAccuracy, key_format="{k}_{name}"))),
-    _construction("unknown_reduction", "Invalid value for argument `reduction`",
-                  *[(n, _build(PRIMARY[n].cls, reduction="avg")) for n in LOSSES]),
+    _construction(
+        "k_below_1",
+        "must be >= 1",
+        ("SmoothTopKSVM", _build(L.SmoothTopKSVM, k=0)),
+        ("TopKSVM", _build(L.TopKSVM, k=0)),
+        ("TopKTransitionLoss", _build(L.TopKTransitionLoss, k=0)),
+        ("TopKAccuracy", _build(M.TopKAccuracy, k=0)),
+        ("MultiTopKAccuracy", _build(M.MultiTopKAccuracy, ks=(1, 0))),
+    ),
+    _construction(
+        "k_not_an_integer",
+        "must be an integer",
+        ("SmoothTopKSVM", _build(L.SmoothTopKSVM, k=2.5)),
+        ("TopKSVM", _build(L.TopKSVM, k="5")),
+        ("TopKTransitionLoss", _build(L.TopKTransitionLoss, k=None)),
+        ("TopKAccuracy", _build(M.TopKAccuracy, k=True)),
+        ("MultiTopKAccuracy", _build(M.MultiTopKAccuracy, ks=(1, 2.5))),
+    ),
+    _construction(
+        "nan_hyperparameter",
+        "must be finite",
+        ("SmoothTopKSVM.tau", _build(L.SmoothTopKSVM, tau=float("nan"))),
+        ("SmoothTopKSVM.alpha", _build(L.SmoothTopKSVM, alpha=float("nan"))),
+        ("TopKSVM.alpha", _build(L.TopKSVM, alpha=float("nan"))),
+        ("TopKCrossEntropy.p_k", _build(L.TopKCrossEntropy, p_k=(float("nan"), 1.0))),
+        (
+            "TopKCrossEntropy.inverse_temperature",
+            _build(L.TopKCrossEntropy, inverse_temperature=float("nan")),
+        ),
+        ("TopKCrossEntropy.art_lambda", _build(L.TopKCrossEntropy, art_lambda=float("nan"))),
+        (
+            "TopKTransitionLoss.weight",
+            _build(L.TopKTransitionLoss, transition="constant", weight=float("nan")),
+        ),
+        (
+            "TopKTransitionLoss.weight_start",
+            _build(L.TopKTransitionLoss, weight_start=float("nan")),
+        ),
+        ("TopKTransitionLoss.momentum", _build(L.TopKTransitionLoss, momentum=float("nan"))),
+    ),
+    _construction(
+        "infinite_hyperparameter",
+        "must be finite",
+        ("SmoothTopKSVM.tau", _build(L.SmoothTopKSVM, tau=float("inf"))),
+        (
+            "TopKCrossEntropy.inverse_temperature",
+            _build(L.TopKCrossEntropy, inverse_temperature=float("inf")),
+        ),
+    ),
+    _construction(
+        "hyperparameter_out_of_range",
+        "must be",
+        ("SmoothTopKSVM.tau=0", _build(L.SmoothTopKSVM, tau=0.0)),
+        ("TopKSVM.alpha<0", _build(L.TopKSVM, alpha=-1.0)),
+        (
+            "TopKCrossEntropy.inverse_temperature=0",
+            _build(L.TopKCrossEntropy, inverse_temperature=0),
+        ),
+        ("TopKTransitionLoss.momentum=1", _build(L.TopKTransitionLoss, momentum=1.0)),
+        ("TopKTransitionLoss.weight_end>1", _build(L.TopKTransitionLoss, weight_end=1.5)),
+    ),
+    _construction(
+        "p_k_not_a_distribution",
+        "`p_k` must",
+        ("sums_to_1.1", _build(L.TopKCrossEntropy, p_k=(0.5, 0.6))),
+        ("negative", _build(L.TopKCrossEntropy, p_k=(1.5, -0.5))),
+        ("empty", _build(L.TopKCrossEntropy, p_k=())),
+        ("a_number", _build(L.TopKCrossEntropy, p_k=5)),
+    ),
+    _construction(
+        "unknown_option",
+        "Unknown `",
+        ("method", _build(L.TopKCrossEntropy, method="quicksort")),
+        ("distribution", _build(L.TopKCrossEntropy, distribution="laplace")),
+        ("top1_mode", _build(L.TopKCrossEntropy, top1_mode="ce")),
+        ("transition", _build(L.TopKTransitionLoss, transition="cosine")),
+        ("group", _build(L.TopKTransitionLoss, group="top")),
+    ),
+    _construction(
+        "schedule_arguments_inconsistent",
+        "transition",
+        ("linear_without_steps", _build(L.TopKTransitionLoss, transition="linear")),
+        ("constant_without_weight", _build(L.TopKTransitionLoss, transition="constant")),
+        ("weight_without_constant", _build(L.TopKTransitionLoss, weight=0.5)),
+    ),
+    _construction(
+        "m_not_above_K",
+        "`m`=3 must lie strictly between",
+        ("TopKCrossEntropy", _build(L.TopKCrossEntropy, p_k=(0.5, 0.0, 0.5), m=3)),
+    ),
+    _construction(
+        "ks_repeated_or_empty",
+        "`ks` must",
+        ("repeated", _build(M.MultiTopKAccuracy, ks=(1, 5, 1))),
+        ("empty", _build(M.MultiTopKAccuracy, ks=())),
+        ("a_number", _build(M.MultiTopKAccuracy, ks=5)),
+    ),
+    _construction(
+        "key_format_without_k",
+        "`key_format`",
+        ("no_field", _build(M.MultiTopKAccuracy, key_format="top_accuracy")),
+        ("other_field", _build(M.MultiTopKAccuracy, key_format="{k}_{name}")),
+    ),
+    _construction(
+        "unknown_reduction",
+        "Invalid value for argument `reduction`",
+        *[(n, _build(PRIMARY[n].cls, reduction="avg")) for n in LOSSES],
+    ),
     # --- call / trace time: ValueError (eager or while tracing) ----------------------
-    Row("k_not_below_num_classes",
-        [("SmoothTopKSVM", _build(L.SmoothTopKSVM, k=N)), ("TopKSVM", _build(L.TopKSVM, k=N + 1)),
-         ("TopKTransitionLoss", _build(L.TopKTransitionLoss, k=N)),
-         ("TopKCrossEntropy", _build(L.TopKCrossEntropy, p_k=(1.0 / (N + 1),) * (N + 1)))],
-        lambda obj: apply(obj, _scores()[1], _scores()[0]), ValueError, "the number of classes"),
-    Row("m_not_below_num_classes", [("TopKCrossEntropy", _build(L.TopKCrossEntropy, p_k=(0.5, 0.5), m=N))],
-        lambda obj: apply(obj, _scores()[1], _scores()[0]), ValueError, f"`m`={N} must be smaller"),
-    Row("labels_wrong_width", ALL, _with_labels(np.zeros((8, 3), "float32")), ValueError, "do not match"),
-    Row("labels_wrong_rank", ALL, _with_labels(np.zeros((8, 1, 1), "int32")), ValueError, "do not match"),
-    Row("labels_wrong_batch_size", ALL, _with_labels(np.zeros((7,), "int32")), ValueError,
-        "disagree on the batch size"),
-    Row("labels_out_of_range_eager", ALL, _with_labels(_labels([0, 1, 2, N, 4, 5, 6, 7])), ValueError,
-        f"class indices in [0, {N})"),
-    Row("labels_negative_eager", ALL, _with_labels(_labels([0, 1, 2, -1, 4, 5, 6, 7])), ValueError,
-        f"class indices in [0, {N})"),
-    Row("labels_fractional", ALL, _with_labels(_labels([0, 1, 2.5, 3, 4, 5, 6, 7]).astype("float32")),
-        ValueError, "whole numbers"),
-    Row("labels_nan", ALL, _with_labels(_labels([0, 1, np.nan, 3, 4, 5, 6, 7]).astype("float32")),
-        ValueError, "whole numbers"),
+    Row(
+        "k_not_below_num_classes",
+        [
+            ("SmoothTopKSVM", _build(L.SmoothTopKSVM, k=N)),
+            ("TopKSVM", _build(L.TopKSVM, k=N + 1)),
+            ("TopKTransitionLoss", _build(L.TopKTransitionLoss, k=N)),
+            ("TopKCrossEntropy", _build(L.TopKCrossEntropy, p_k=(1.0 / (N + 1),) * (N + 1))),
+        ],
+        lambda obj: apply(obj, _scores()[1], _scores()[0]),
+        ValueError,
+        "the number of classes",
+    ),
+    Row(
+        "m_not_below_num_classes",
+        [("TopKCrossEntropy", _build(L.TopKCrossEntropy, p_k=(0.5, 0.5), m=N))],
+        lambda obj: apply(obj, _scores()[1], _scores()[0]),
+        ValueError,
+        f"`m`={N} must be smaller",
+    ),
+    Row(
+        "labels_wrong_width",
+        ALL,
+        _with_labels(np.zeros((8, 3), "float32")),
+        ValueError,
+        "do not match",
+    ),
+    Row(
+        "labels_wrong_rank",
+        ALL,
+        _with_labels(np.zeros((8, 1, 1), "int32")),
+        ValueError,
+        "do not match",
+    ),
+    Row(
+        "labels_wrong_batch_size",
+        ALL,
+        _with_labels(np.zeros((7,), "int32")),
+        ValueError,
+        "disagree on the batch size",
+    ),
+    Row(
+        "labels_out_of_range_eager",
+        ALL,
+        _with_labels(_labels([0, 1, 2, N, 4, 5, 6, 7])),
+        ValueError,
+        f"class indices in [0, {N})",
+    ),
+    Row(
+        "labels_negative_eager",
+        ALL,
+        _with_labels(_labels([0, 1, 2, -1, 4, 5, 6, 7])),
+        ValueError,
+        f"class indices in [0, {N})",
+    ),
+    Row(
+        "labels_fractional",
+        ALL,
+        _with_labels(_labels([0, 1, 2.5, 3, 4, 5, 6, 7]).astype("float32")),
+        ValueError,
+        "whole numbers",
+    ),
+    Row(
+        "labels_nan",
+        ALL,
+        _with_labels(_labels([0, 1, np.nan, 3, 4, 5, 6, 7]).astype("float32")),
+        ValueError,
+        "whole numbers",
+    ),
     Row("labels_bool", ALL, _with_labels(np.ones((8,), bool)), ValueError, "got dtype bool"),
-    Row("labels_strings", ALL, _with_labels(np.array(["cat"] * 8)), ValueError, "got dtype string",
-        backends=("tensorflow",)),
-    Row("scores_integer", ALL, lambda obj: apply(obj, _scores()[1], np.ones((8, N), "int32")), ValueError,
-        "floating-point logits"),
-    Row("scores_scalar", ALL, lambda obj: apply(obj, np.int32(0), np.float32(1.0)), ValueError,
-        "must have a class axis"),
-    Row("scores_unknown_num_classes", ALL, _unknown_class_axis, ValueError, "must be known",
-        backends=("tensorflow",)),
+    Row(
+        "labels_strings",
+        ALL,
+        _with_labels(np.array(["cat"] * 8)),
+        ValueError,
+        "got dtype string",
+        backends=("tensorflow",),
+    ),
+    Row(
+        "scores_integer",
+        ALL,
+        lambda obj: apply(obj, _scores()[1], np.ones((8, N), "int32")),
+        ValueError,
+        "floating-point logits",
+    ),
+    Row(
+        "scores_scalar",
+        ALL,
+        lambda obj: apply(obj, np.int32(0), np.float32(1.0)),
+        ValueError,
+        "must have a class axis",
+    ),
+    Row(
+        "scores_unknown_num_classes",
+        ALL,
+        _unknown_class_axis,
+        ValueError,
+        "must be known",
+        backends=("tensorflow",),
+    ),
     # --- in a TensorFlow graph: the check runs with the step ----------------------
-    Row("labels_out_of_range_in_graph", ALL, _labels_out_of_range_in_graph, "InvalidArgumentError",
-        f"Labels must be class indices in [0, {N})", backends=("tensorflow",)),
+    Row(
+        "labels_out_of_range_in_graph",
+        ALL,
+        _labels_out_of_range_in_graph,
+        "InvalidArgumentError",
+        f"Labels must be class indices in [0, {N})",
+        backends=("tensorflow",),
+    ),
     # --- documented results ------------------------------------------------------
-    Row("labels_out_of_range_under_xla", ALL, _labels_out_of_range_under_xla, check=_check_finite,
-        backends=("tensorflow", "jax")),
+    Row(
+        "labels_out_of_range_under_xla",
+        ALL,
+        _labels_out_of_range_under_xla,
+        check=_check_finite,
+        backends=("tensorflow", "jax"),
+    ),
     Row("empty_batch", ALL, _empty_batch, check=_check_empty),
     Row("masked_classes_minus_inf", ALL, _masked_classes, check=_check_finite),
-    Row("masked_classes_minus_inf_one_hot", ALL, lambda obj: _masked_classes(obj, one_hot=True),
-        check=_check_finite),
+    Row(
+        "masked_classes_minus_inf_one_hot",
+        ALL,
+        lambda obj: _masked_classes(obj, one_hot=True),
+        check=_check_finite,
+    ),
     Row("masked_label_class", ALL, _masked_label_class, check=_check_masked_label_class),
     Row("nan_scores", ALL, _nan_scores, check=_check_nan_scores),
     Row("plus_inf_scores", ALL, _plus_inf_scores, check=_check_nan_scores),
-    Row("k_at_least_num_classes",
-        [("TopKAccuracy", _build(M.TopKAccuracy, k=N)),
-         ("MultiTopKAccuracy", _build(M.MultiTopKAccuracy, ks=(N, 2 * N)))],
-        _k_at_least_classes, check=lambda obj, r: _values(r) == [1.0] * len(_values(r))),
+    Row(
+        "k_at_least_num_classes",
+        [
+            ("TopKAccuracy", _build(M.TopKAccuracy, k=N)),
+            ("MultiTopKAccuracy", _build(M.MultiTopKAccuracy, ks=(N, 2 * N))),
+        ],
+        _k_at_least_classes,
+        check=lambda obj, r: _values(r) == [1.0] * len(_values(r)),
+    ),
 ]
 
 

@@ -33,7 +33,11 @@ def run_consumer(inputs, directories, tmp_path):
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     result = subprocess.run(
         [sys.executable, CONSUMER, inputs_path, outputs_path, *directories],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return dict(np.load(outputs_path))
@@ -57,8 +61,9 @@ def _export_and_expect(case, directory, serve_only=True):
     state = getattr(loss, "state", None)
     if state is not None:
         state.weight.assign(0.37)  # mid-transition: the exported loss uses this w
-    names = export_with_loss(model, os.path.join(directory, "with_loss"), k=K,
-                             label_spec=_label_spec(case))
+    names = export_with_loss(
+        model, os.path.join(directory, "with_loss"), k=K, label_spec=_label_spec(case)
+    )
     assert names == ["serve", "loss", "weighted_loss", "top_k"]
     if serve_only:
         model.export(os.path.join(directory, "serve_only"), format="tf_saved_model", verbose=False)
@@ -81,9 +86,7 @@ def _export_and_expect(case, directory, serve_only=True):
 
 
 @pytest.mark.skipif(not TF, reason="SavedModel export needs the TensorFlow backend")
-@pytest.mark.parametrize(
-    "which", ["default", pytest.param("all", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("which", ["default", pytest.param("all", marks=pytest.mark.slow)])
 def test_savedmodels_give_keras_values_without_keras_topk(which, tmp_path):
     cases = [c for c in registry.LOSS_CASES if which == "all" or c.default_run]
     inputs, directories, expectations = {}, [], []
@@ -100,15 +103,24 @@ def test_savedmodels_give_keras_values_without_keras_topk(which, tmp_path):
 
     outputs = run_consumer(inputs, directories, tmp_path)
     serve_only = len(cases)
-    np.testing.assert_allclose(outputs[f"{serve_only}/serve"], expectations[0]["serve"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        outputs[f"{serve_only}/serve"], expectations[0]["serve"], rtol=1e-6, atol=1e-6
+    )
     assert f"{serve_only}/loss" not in outputs
     for with_loss, (case, expected) in enumerate(zip(cases, expectations)):
-        np.testing.assert_allclose(outputs[f"{with_loss}/serve"], expected["serve"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            outputs[f"{with_loss}/serve"], expected["serve"], rtol=1e-6, atol=1e-6
+        )
         for name in ("loss", "weighted_loss"):
             assert float(outputs[f"{with_loss}/{name}"]) == pytest.approx(
-                expected[name], rel=1e-5, abs=1e-6), (case.id, name)
-        np.testing.assert_allclose(outputs[f"{with_loss}/top_k_values"], expected["top_k_values"], rtol=1e-6)
-        np.testing.assert_array_equal(outputs[f"{with_loss}/top_k_indices"], expected["top_k_indices"])
+                expected[name], rel=1e-5, abs=1e-6
+            ), (case.id, name)
+        np.testing.assert_allclose(
+            outputs[f"{with_loss}/top_k_values"], expected["top_k_values"], rtol=1e-6
+        )
+        np.testing.assert_array_equal(
+            outputs[f"{with_loss}/top_k_indices"], expected["top_k_indices"]
+        )
         assert expected["weighted_loss"] != pytest.approx(expected["loss"], rel=1e-3)
 
 

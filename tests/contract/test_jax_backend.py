@@ -33,7 +33,11 @@ def tensorflow_values(tmp_path_factory):
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
     result = subprocess.run(
         [sys.executable, "-m", "tests.contract.backend_values", path],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     values = dict(np.load(path))
@@ -73,7 +77,8 @@ def test_keras_topk_imports_and_runs_without_tensorflow():
     )
     env = dict(os.environ, KERAS_BACKEND="jax")
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert np.isfinite(float(result.stdout.strip().splitlines()[-1]))

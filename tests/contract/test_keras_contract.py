@@ -137,14 +137,23 @@ def test_keras_file_round_trip_restores_class_config_values_and_training_state(c
     assert int(restored.optimizer.iterations) == int(model.optimizer.iterations) > 0
     if state is not None:
         for a, b in zip(revived.state.variables, state.variables):
-            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+            )
 
     # Training continues from the same state: Adam's moments, the step count
     # and any loss state come back, so one more epoch lands on the same weights.
     logs = []
     for m in (model, restored):
-        history = m.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False,
-                        callbacks=case.callbacks())
+        history = m.fit(
+            x,
+            y,
+            batch_size=BATCH_SIZE,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            callbacks=case.callbacks(),
+        )
         logs.append(registry.flat_logs(history.history))
     for key in logs[0]:
         assert logs[1][key] == pytest.approx(logs[0][key], rel=1e-6, abs=1e-7), key
@@ -190,7 +199,9 @@ def test_mixed_float16_training_is_finite_and_close_to_float32(case):
         # float16 logits carry ~1e-3 relative rounding, which is all that differs.
         loss = model.loss
         assert float(loss(y, half)) == pytest.approx(float(loss(y, full)), rel=1e-2)
-    history = model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, callbacks=case.callbacks())
+    history = model.fit(
+        x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, callbacks=case.callbacks()
+    )
     logs = registry.flat_logs(history.history)
     assert logs and all(np.isfinite(v) for v in logs.values()), logs
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -198,8 +209,16 @@ def test_mixed_float16_training_is_finite_and_close_to_float32(case):
 
 def _one_step(model, case, x, y, sample_weight):
     before = _weights(model)
-    history = model.fit(x, y, sample_weight=sample_weight, batch_size=len(x), epochs=1,
-                        shuffle=False, verbose=0, callbacks=case.callbacks())
+    history = model.fit(
+        x,
+        y,
+        sample_weight=sample_weight,
+        batch_size=len(x),
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=case.callbacks(),
+    )
     # SGD with learning rate 1: the weight update is minus the gradient.
     gradient = [b - a for a, b in zip(_weights(model), before)]
     return registry.flat_logs(history.history), gradient

@@ -197,11 +197,13 @@ def _sequences(case, seed=0):
 
 def _sequence_model(case):
     keras.utils.set_random_seed(registry.SEED)
-    model = keras.Sequential([
-        keras.Input((STEPS, FEATURES)),
-        keras.layers.Masking(0.0),
-        keras.layers.Dense(N),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((STEPS, FEATURES)),
+            keras.layers.Masking(0.0),
+            keras.layers.Dense(N),
+        ]
+    )
     loss, metrics = case.loss_and_metrics()
     model.compile(optimizer="sgd", loss=loss, metrics=metrics)
     return model
@@ -252,7 +254,9 @@ def test_mask_keeps_padding_out_of_value_and_gradient(case):
         return keras.ops.reshape(loss(labels, scores), (1,))
 
     value, grad = value_and_grad(masked_loss, y, s)
-    want, want_grad = value_and_grad(lambda t, v: keras.ops.reshape(case.make()(t, v), (1,)), y[mask], s[mask])
+    want, want_grad = value_and_grad(
+        lambda t, v: keras.ops.reshape(case.make()(t, v), (1,)), y[mask], s[mask]
+    )
     assert float(value[0]) == pytest.approx(float(want[0]), rel=1e-6)
     assert np.all(grad[~mask] == 0.0)
     np.testing.assert_allclose(grad[mask], want_grad, rtol=1e-5, atol=1e-7)
@@ -265,10 +269,12 @@ def test_mask_keeps_padding_out_of_value_and_gradient(case):
 
 def _softmax_model(case):
     keras.utils.set_random_seed(registry.SEED)
-    model = keras.Sequential([
-        keras.Input((registry.NUM_FEATURES,)),
-        keras.layers.Dense(N, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((registry.NUM_FEATURES,)),
+            keras.layers.Dense(N, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="sgd", loss=case.make(), jit_compile=False)
     return model
 
@@ -278,8 +284,11 @@ def _our_warnings(record):
 
 
 @pytest.mark.parametrize("case", LOSS_CASES, ids=ids(LOSS_CASES))
-@pytest.mark.skipif(BACKEND == "jax", reason="JAX arrays carry no trace of the softmax in a jitted step "
-                    "(README, 'Bad input'); the eager check is test_softmax_values_warn_in_eager_calls")
+@pytest.mark.skipif(
+    BACKEND == "jax",
+    reason="JAX arrays carry no trace of the softmax in a jitted step "
+    "(README, 'Bad input'); the eager check is test_softmax_values_warn_in_eager_calls",
+)
 def test_model_ending_in_softmax_warns_once(case):
     x, y = registry.data(case, num_samples=32)
     model = _softmax_model(case)

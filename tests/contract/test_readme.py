@@ -18,14 +18,20 @@ def snippets():
         readme = f.read()
     start = readme.index(SECTION)
     end = readme.find("\n## ", start + len(SECTION))
-    section = readme[start:end if end != -1 else None]
+    section = readme[start : end if end != -1 else None]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
 def test_the_section_has_a_snippet_for_each_topic_and_they_compile():
     code = "\n".join(snippets())
-    for needle in ("jit_compile=True", "load_model", "export_with_loss", "tf.saved_model.load",
-                   "mixed_float16", "MirroredStrategy"):
+    for needle in (
+        "jit_compile=True",
+        "load_model",
+        "export_with_loss",
+        "tf.saved_model.load",
+        "mixed_float16",
+        "MirroredStrategy",
+    ):
         assert needle in code, needle
     compile(code, "README.md", "exec")
 
@@ -39,11 +45,14 @@ def test_snippets_run_in_order(tmp_path):
     script = os.path.join(tmp_path, "readme_snippets.py")
     with open(script, "w", encoding="utf-8") as f:
         f.write("\n\n".join(snippets()))
-        f.write("\nimport os\nassert os.path.exists('model.keras') and os.path.isdir('with_loss')\n"
-                "assert model16.dtype_policy.name == 'mixed_float16'\nprint('README snippets ran')\n")
+        f.write(
+            "\nimport os\nassert os.path.exists('model.keras') and os.path.isdir('with_loss')\n"
+            "assert model16.dtype_policy.name == 'mixed_float16'\nprint('README snippets ran')\n"
+        )
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
-    result = subprocess.run([sys.executable, script], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "README snippets ran" in result.stdout

@@ -21,8 +21,15 @@ def test_every_public_loss_and_metric_has_a_contract_case():
     stale = sorted((covered | set(EXCLUDED)) - set(discovered))
     assert not stale, f"{stale} are in the registry but not public in keras_topk.losses/metrics."
     # The discovery itself must see the package's classes.
-    assert {"SmoothTopKSVM", "TopKSVM", "TopKCrossEntropy", "TopKTransitionLoss",
-            "TopKAccuracy", "MultiTopKAccuracy", "TransitionState"} <= set(discovered)
+    assert {
+        "SmoothTopKSVM",
+        "TopKSVM",
+        "TopKCrossEntropy",
+        "TopKTransitionLoss",
+        "TopKAccuracy",
+        "MultiTopKAccuracy",
+        "TransitionState",
+    } <= set(discovered)
 
 
 def test_every_class_trains_in_the_default_run():
@@ -39,13 +46,15 @@ def _constructor_arguments(cls):
     }
 
 
-@pytest.mark.parametrize("cls", sorted({c.cls for c in CASES}, key=lambda c: c.__name__),
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", sorted({c.cls for c in CASES}, key=lambda c: c.__name__), ids=lambda c: c.__name__
+)
 def test_cases_give_every_constructor_argument_a_non_default_value(cls):
     arguments = _constructor_arguments(cls)
     cases = [c for c in CASES if c.cls is cls]
     unexercised = [
-        name for name, default in arguments.items()
+        name
+        for name, default in arguments.items()
         if not any(name in c.kwargs and c.kwargs[name] != default for c in cases)
     ]
     assert not unexercised, (

@@ -54,7 +54,9 @@ def test_keras_file_loads_and_computes_what_it_did(name):
     scores = keras.ops.convert_to_numpy(model(x, training=False))
     np.testing.assert_allclose(scores, record["scores"], rtol=1e-5, atol=1e-6)
     evaluation = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
-    expected = {k[len("evaluate/"):]: float(v) for k, v in record.items() if k.startswith("evaluate/")}
+    expected = {
+        k[len("evaluate/") :]: float(v) for k, v in record.items() if k.startswith("evaluate/")
+    }
     # The transition weight is logged only once TransitionCallback is attached.
     assert set(evaluation) == set(expected) - {f"{loss.name}_weight"}
     for key, value in evaluation.items():
@@ -86,10 +88,15 @@ def test_savedmodels_load_without_keras_topk_and_compute_what_they_did(tmp_path)
     for record in records:  # one set of inputs serves every fixture
         np.testing.assert_array_equal(record["x"], inputs["x"])
         np.testing.assert_array_equal(record["sample_weight"], inputs["sample_weight"])
-    outputs = run_consumer(inputs, [os.path.join(FIXTURES, f"{n}_savedmodel") for n in NAMES], tmp_path)
+    outputs = run_consumer(
+        inputs, [os.path.join(FIXTURES, f"{n}_savedmodel") for n in NAMES], tmp_path
+    )
     for i, (name, record) in enumerate(zip(NAMES, records)):
         np.testing.assert_allclose(outputs[f"{i}/serve"], record["scores"], rtol=1e-5, atol=1e-6)
-        assert float(outputs[f"{i}/loss"]) == pytest.approx(float(record["evaluate/loss"]), rel=1e-5), name
+        assert float(outputs[f"{i}/loss"]) == pytest.approx(
+            float(record["evaluate/loss"]), rel=1e-5
+        ), name
         assert float(outputs[f"{i}/weighted_loss"]) == pytest.approx(
-            float(record["weighted_loss"]), rel=1e-5), name
+            float(record["weighted_loss"]), rel=1e-5
+        ), name
         np.testing.assert_array_equal(outputs[f"{i}/top_k_indices"], record["top_k_indices"])

@@ -5,7 +5,9 @@ import keras
 import pytest
 
 # The examples need TensorFlow, tensorflow-datasets and matplotlib (pip install -e ".[examples]").
-if not all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorflow_datasets", "matplotlib")):
+if not all(
+    importlib.util.find_spec(m) for m in ("tensorflow", "tensorflow_datasets", "matplotlib")
+):
     collect_ignore_glob = ["test_*.py"]
 
 

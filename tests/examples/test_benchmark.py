@@ -13,10 +13,19 @@ def test_posterior_is_the_mixture_densities_normalised():
     config = dataclasses.replace(SMALL, blobs=3)
     problem = benchmark.make_problem(config, np.random.default_rng(1))
     x = np.random.default_rng(2).normal(0, 1.5, (12, 3))
-    density = np.array([[np.mean([multivariate_normal(c, np.eye(3)).pdf(p) for c in problem.centers[y]])
-                         for y in range(20)] for p in x])  # equal blob weights within a class
+    density = np.array(
+        [
+            [
+                np.mean([multivariate_normal(c, np.eye(3)).pdf(p) for c in problem.centers[y]])
+                for y in range(20)
+            ]
+            for p in x
+        ]
+    )  # equal blob weights within a class
     expected = density / density.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(np.exp(problem.log_posterior(x, chunk=5)), expected, rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(
+        np.exp(problem.log_posterior(x, chunk=5)), expected, rtol=1e-9, atol=1e-13
+    )
 
 
 def test_bayes_limit_agrees_with_a_monte_carlo_estimate_of_the_bayes_classifier():
@@ -24,7 +33,9 @@ def test_bayes_limit_agrees_with_a_monte_carlo_estimate_of_the_bayes_classifier(
     # drawn from the true distribution is among the k classes the posterior ranks highest.
     config = dataclasses.replace(SMALL, blobs=2, test_size=40000)
     problem = benchmark.make_problem(config, np.random.default_rng(3))
-    x_ref = problem.sample(np.random.default_rng(4), np.random.default_rng(5).integers(0, 20, 20000))
+    x_ref = problem.sample(
+        np.random.default_rng(4), np.random.default_rng(5).integers(0, 20, 20000)
+    )
     limit = benchmark.bayes_accuracy_at_k(problem, x_ref, max_k=25)
     assert limit[19:] == pytest.approx([1.0] * 6)
     rng = np.random.default_rng(6)

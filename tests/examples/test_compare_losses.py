@@ -10,14 +10,25 @@ from examples import common, compare_losses, extract_embeddings, study, train_he
 from tests.examples import TINY_APPLICATION
 
 # The --quick study made smaller still: two losses whose compiled gradients trace in seconds, 3 epochs.
-TINY_QUICK = ["--quick", "--losses", "ce,transition", "--test-size", "1000", "--max-epochs", "3", "--no-progress"]
+TINY_QUICK = [
+    "--quick",
+    "--losses",
+    "ce,transition",
+    "--test-size",
+    "1000",
+    "--max-epochs",
+    "3",
+    "--no-progress",
+]
 
 
 def test_quick_study_end_to_end(tmp_path, capsys):
     out = tmp_path / "quick"
     payload = compare_losses.main([*TINY_QUICK, "--output", str(out)])
     printed = capsys.readouterr().out
-    assert printed.startswith("SMOKE RUN (--quick)") and "decide nothing" in printed.splitlines()[-3]
+    assert (
+        printed.startswith("SMOKE RUN (--quick)") and "decide nothing" in printed.splitlines()[-3]
+    )
     conditions = ["clean", "superclass p=0.6", "block p=0.6", "complex/linear"]
     assert list(payload["per_seed"]) == conditions
     for condition in conditions:
@@ -26,7 +37,9 @@ def test_quick_study_end_to_end(tmp_path, capsys):
         for run in runs["ce"] + runs["transition"]:
             curve = run["curve"]
             assert curve == sorted(curve) and run["top1"] == curve[0] and run["top5"] == curve[4]
-            assert curve[run["cand90"] - 1] >= 0.9 and (run["cand90"] == 1 or curve[run["cand90"] - 2] < 0.9)
+            assert curve[run["cand90"] - 1] >= 0.9 and (
+                run["cand90"] == 1 or curve[run["cand90"] - 2] < 0.9
+            )
             assert 0.0 < run["set90"] <= 100 and run["set90_coverage"] >= 0.85
         gain = payload["summary"][condition]["transition"]["top5_gain"]
         expected = np.mean([a["top5"] - b["top5"] for a, b in zip(runs["transition"], runs["ce"])])
@@ -36,7 +49,9 @@ def test_quick_study_end_to_end(tmp_path, capsys):
         best = max(grid, key=lambda g: g["validation_score"])
         assert chosen == {k: v for k, v in best.items() if k != "validation_score"}
     bayes = payload["bayes_limit"]["clean"]
-    assert 0.5 < bayes[0] < bayes[4] < 1.0  # the known limit of this distribution (about 62% and 96%)
+    assert (
+        0.5 < bayes[0] < bayes[4] < 1.0
+    )  # the known limit of this distribution (about 62% and 96%)
     verdicts = {v["id"]: v["verdict"] for v in payload["verdicts"]}
     assert verdicts["B1"] == "not tested in this run"  # quick has no p = 0.8 and no SVM
     assert verdicts["S1"] in ("inconclusive at 2 seeds", "reproduced", "not reproduced")
@@ -79,25 +94,61 @@ def test_an_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def embeddings_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("emb") / "cifar100-VGG16.npz"
-    extract_embeddings.main(["--dataset", "cifar100", "--mock-data", "24", *TINY_APPLICATION,
-                             "--batch-size", "8", "--dtype", "float32", "--verbose", "0", "--output", str(path)])
+    extract_embeddings.main(
+        [
+            "--dataset",
+            "cifar100",
+            "--mock-data",
+            "24",
+            *TINY_APPLICATION,
+            "--batch-size",
+            "8",
+            "--dtype",
+            "float32",
+            "--verbose",
+            "0",
+            "--output",
+            str(path),
+        ]
+    )
     return path
 
 
 def test_extract_embeddings_writes_the_backbone_outputs(embeddings_file):
     with np.load(embeddings_file) as f:
         meta = json.loads(str(f["meta"]))
-        x_train, y_train, x_eval, y_eval = (f[k] for k in ("x_train", "y_train", "x_eval", "y_eval"))
+        x_train, y_train, x_eval, y_eval = (
+            f[k] for k in ("x_train", "y_train", "x_eval", "y_eval")
+        )
     assert meta["num_classes"] == 100 and meta["model"] == "VGG16" and meta["eval_split"] == "test"
     assert x_train.shape == (24, 512) and x_eval.shape == (24, 512) and x_train.dtype == np.float32
-    assert y_train.shape == (24,) and y_train.dtype == np.int32 and 0 <= y_train.min() and y_train.max() < 100
+    assert (
+        y_train.shape == (24,)
+        and y_train.dtype == np.int32
+        and 0 <= y_train.min()
+        and y_train.max() < 100
+    )
     assert np.isfinite(x_train).all() and np.ptp(x_train) > 0
 
 
 def test_train_head_trains_each_loss_and_saves_the_heads(embeddings_file, tmp_path):
     out = tmp_path / "heads"
-    results = train_head.main(["--embeddings", str(embeddings_file), "--epochs", "2", "--batch-size", "8",
-                               "--losses", "ce,topk_ce", "--verbose", "0", "--output", str(out)])
+    results = train_head.main(
+        [
+            "--embeddings",
+            str(embeddings_file),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--losses",
+            "ce,topk_ce",
+            "--verbose",
+            "0",
+            "--output",
+            str(out),
+        ]
+    )
     assert list(results) == ["cross_entropy", "topk_cross_entropy"]
     for row in results.values():
         values = [row[f"top{k}"] for k in (1, 2, 5, 10)]
@@ -107,7 +158,9 @@ def test_train_head_trains_each_loss_and_saves_the_heads(embeddings_file, tmp_pa
     assert head.loss.m == 16  # --m auto: the paper's ImageNet setting with 100 > 16 classes
     assert head.count_params() == 512 * 100 + 100  # a linear head
     payload = json.loads((out / "results.json").read_text())
-    assert payload["config"]["batch_size"] == 8 and payload["config"]["learning_rate"] == pytest.approx(10**-4.5)
+    assert payload["config"]["batch_size"] == 8 and payload["config"][
+        "learning_rate"
+    ] == pytest.approx(10**-4.5)
     # The saved head scores the evaluation embeddings as reported.
     with np.load(embeddings_file) as f:
         x_eval, y_eval = f["x_eval"], f["y_eval"]
@@ -117,10 +170,25 @@ def test_train_head_trains_each_loss_and_saves_the_heads(embeddings_file, tmp_pa
 
 def test_the_study_tunes_on_your_embeddings(embeddings_file, tmp_path, capsys):
     out = tmp_path / "cmp"
-    payload = compare_losses.main(["--embeddings", str(embeddings_file), "--losses", "ce", "--seeds", "2",
-                                   "--max-epochs", "2", "--no-progress", "--output", str(out)])
+    payload = compare_losses.main(
+        [
+            "--embeddings",
+            str(embeddings_file),
+            "--losses",
+            "ce",
+            "--seeds",
+            "2",
+            "--max-epochs",
+            "2",
+            "--no-progress",
+            "--output",
+            str(out),
+        ]
+    )
     (condition,) = payload["per_seed"]
-    assert condition == "embeddings VGG16 cifar100" and len(payload["per_seed"][condition]["ce"]) == 2
+    assert (
+        condition == "embeddings VGG16 cifar100" and len(payload["per_seed"][condition]["ce"]) == 2
+    )
     assert len(payload["tuned"][condition]["ce"]["grid"]) == 4 and payload["verdicts"] == []
     assert "Chosen settings" in capsys.readouterr().out
 
@@ -128,8 +196,22 @@ def test_the_study_tunes_on_your_embeddings(embeddings_file, tmp_path, capsys):
 @pytest.mark.slow  # ~1 min: a backbone over mock images, then the study
 def test_the_study_embeds_a_tfds_dataset_first(tmp_path):
     out = tmp_path / "cmp"
-    flags = ["--dataset", "cifar100", "--mock-data", "40", *TINY_APPLICATION, "--losses", "ce", "--seeds", "2",
-             "--max-epochs", "2", "--no-progress", "--output", str(out)]
+    flags = [
+        "--dataset",
+        "cifar100",
+        "--mock-data",
+        "40",
+        *TINY_APPLICATION,
+        "--losses",
+        "ce",
+        "--seeds",
+        "2",
+        "--max-epochs",
+        "2",
+        "--no-progress",
+        "--output",
+        str(out),
+    ]
     payload = compare_losses.main(flags)
     assert (out / "embeddings" / "cifar100-VGG16-mock.npz").exists()
     assert list(payload["per_seed"]) == ["embeddings VGG16 cifar100"]
@@ -143,17 +225,35 @@ def test_bad_flags_are_messages(tmp_path, capsys):
         common.run(compare_losses.main, ["--conditions", "noisy", "--output", str(tmp_path)])
     assert "superclass p=0.2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        common.run(compare_losses.main, ["--embeddings", str(tmp_path / "none.npz"), "--output", str(tmp_path)])
+        common.run(
+            compare_losses.main,
+            ["--embeddings", str(tmp_path / "none.npz"), "--output", str(tmp_path)],
+        )
     assert "no such file" in capsys.readouterr().err
 
 
 def test_extract_embeddings_without_imagenet_says_how_to_provide_it(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        common.run(extract_embeddings.main, ["--dataset", "imagenet2012", "--data-dir", str(tmp_path),
-                                             "--no-download", *TINY_APPLICATION, "--output", str(tmp_path / "e.npz")])
+        common.run(
+            extract_embeddings.main,
+            [
+                "--dataset",
+                "imagenet2012",
+                "--data-dir",
+                str(tmp_path),
+                "--no-download",
+                *TINY_APPLICATION,
+                "--output",
+                str(tmp_path / "e.npz"),
+            ],
+        )
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
-    assert "imagenet2012" in message and "ILSVRC2012_img_val.tar" in message and "--mock-data N" in message
+    assert (
+        "imagenet2012" in message
+        and "ILSVRC2012_img_val.tar" in message
+        and "--mock-data N" in message
+    )
     assert not (tmp_path / "e.npz").exists()
 
 
@@ -161,7 +261,11 @@ def test_extract_embeddings_without_imagenet_says_how_to_provide_it(tmp_path, ca
 def test_quickstart_runs_and_prints_each_loss(capsys):
     runpy.run_module("examples.quickstart", run_name="__main__")
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["cross-entropy", "TopKCrossEntropy", "SmoothTopKSVM"]
+    assert [line.split()[0] for line in lines] == [
+        "cross-entropy",
+        "TopKCrossEntropy",
+        "SmoothTopKSVM",
+    ]
     for line in lines:
         top1, top5 = (float(v.rstrip("%")) for v in line.split()[2::2])
         assert 20 < top1 < top5 <= 100

@@ -19,8 +19,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def argv(output, *extra, examples=16):
     return [
-        "--dataset", "cifar100", "--mock-data", str(examples), *TINY_APPLICATION,
-        "--batch-size", "8", "--verbose", "0", "--output", str(output), *extra,
+        "--dataset",
+        "cifar100",
+        "--mock-data",
+        str(examples),
+        *TINY_APPLICATION,
+        "--batch-size",
+        "8",
+        "--verbose",
+        "0",
+        "--output",
+        str(output),
+        *extra,
     ]
 
 
@@ -98,7 +108,9 @@ def _training_state(model):
 @pytest.mark.slow  # ~30 s: two runs, each tracing the model
 def test_interrupted_finetune_resumes_after_the_last_finished_epoch(tmp_path):
     out = tmp_path / "run"
-    args = argv(out, "--epochs", "2", "--loss", "transition", "--transition", "linear", "--no-export")
+    args = argv(
+        out, "--epochs", "2", "--loss", "transition", "--transition", "linear", "--no-export"
+    )
     interrupt = Interrupt()
     with pytest.raises(KeyboardInterrupt):
         finetune.main(args, callbacks=[interrupt])
@@ -124,8 +136,13 @@ def test_finetune_killed_with_sigkill_resumes_without_losing_a_finished_epoch(tm
     out = tmp_path / "run"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     command = [sys.executable, "-m", "examples.finetune", *argv(out, "--no-export", "--loss", "ce")]
-    process = subprocess.Popen(command + ["--epochs", "1000"], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command + ["--epochs", "1000"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     metadata = out / "backup" / "training_metadata.json"
     deadline = time.time() + 300
     try:
@@ -145,7 +162,10 @@ def test_finetune_killed_with_sigkill_resumes_without_losing_a_finished_epoch(tm
     assert saved_epoch >= 2 and finished_before[:saved_epoch] == list(range(saved_epoch))
 
     record = Record()
-    finetune.main(argv(out, "--no-export", "--loss", "ce", "--epochs", str(saved_epoch + 1)), callbacks=[record])
+    finetune.main(
+        argv(out, "--no-export", "--loss", "ce", "--epochs", str(saved_epoch + 1)),
+        callbacks=[record],
+    )
     assert record.epochs == [saved_epoch]
     assert record.state_at_start["optimizer_steps"] == 2 * saved_epoch  # 2 steps per finished epoch
     assert history_epochs(out)[-1] == saved_epoch
@@ -153,21 +173,41 @@ def test_finetune_killed_with_sigkill_resumes_without_losing_a_finished_epoch(tm
 
 
 def test_missing_dataset_exits_with_instructions(tmp_path, capsys):
-    args = ["--dataset", "cifar100", "--data-dir", str(tmp_path / "tfds"), "--no-download",
-            *TINY_APPLICATION, "--output", str(tmp_path / "out")]
+    args = [
+        "--dataset",
+        "cifar100",
+        "--data-dir",
+        str(tmp_path / "tfds"),
+        "--no-download",
+        *TINY_APPLICATION,
+        "--output",
+        str(tmp_path / "out"),
+    ]
     with pytest.raises(SystemExit) as exit_info:
         common.run(finetune.main, args)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert "Could not load the tfds dataset 'cifar100'" in message
     assert str(tmp_path / "tfds") in message
-    assert "download_and_prepare()" in message and "--data-dir DIR" in message and "--mock-data N" in message
+    assert (
+        "download_and_prepare()" in message
+        and "--data-dir DIR" in message
+        and "--mock-data N" in message
+    )
     assert "Traceback" not in message
 
 
 def test_missing_imagenet_explains_the_manual_download(tmp_path, capsys):
-    args = ["--dataset", "imagenet2012", "--data-dir", str(tmp_path / "tfds"), "--no-download",
-            *TINY_APPLICATION, "--output", str(tmp_path / "out")]
+    args = [
+        "--dataset",
+        "imagenet2012",
+        "--data-dir",
+        str(tmp_path / "tfds"),
+        "--no-download",
+        *TINY_APPLICATION,
+        "--output",
+        str(tmp_path / "out"),
+    ]
     with pytest.raises(SystemExit):
         common.run(finetune.main, args)
     message = capsys.readouterr().err
@@ -179,22 +219,42 @@ def test_unreachable_imagenet_weights_exit_with_instructions(tmp_path, capsys, m
     from keras.src.utils import file_utils
 
     def offline(fname, origin=None, **kwargs):
-        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+        raise Exception(
+            f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution"
+        )
 
     monkeypatch.setattr(file_utils, "get_file", offline)
-    args = ["--dataset", "cifar100", "--mock-data", "8", "--model", "VGG16", "--weights", "imagenet",
-            "--image-size", "32", "--output", str(tmp_path / "out")]
+    args = [
+        "--dataset",
+        "cifar100",
+        "--mock-data",
+        "8",
+        "--model",
+        "VGG16",
+        "--weights",
+        "imagenet",
+        "--image-size",
+        "32",
+        "--output",
+        str(tmp_path / "out"),
+    ]
     with pytest.raises(SystemExit) as exit_info:
         common.run(finetune.main, args)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert "Could not get the ImageNet weights of VGG16" in message
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
-    assert "~/.keras/models/" in message and "--weights PATH" in message and "--weights none" in message
+    assert (
+        "~/.keras/models/" in message
+        and "--weights PATH" in message
+        and "--weights none" in message
+    )
 
 
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        common.run(finetune.main, ["--mock-data", "8", "--model", "ResNet51", "--output", str(tmp_path)])
+        common.run(
+            finetune.main, ["--mock-data", "8", "--model", "ResNet51", "--output", str(tmp_path)]
+        )
     message = capsys.readouterr().err
     assert "Unknown --model 'ResNet51'" in message and "ResNet50" in message

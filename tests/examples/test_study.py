@@ -6,7 +6,6 @@ import pytest
 
 from examples import benchmark, compare_losses, report, study
 
-
 # --------------------------------------------------------------------------- #
 # Statistics
 # --------------------------------------------------------------------------- #
@@ -25,9 +24,13 @@ def test_paired_interval_matches_a_hand_computed_case():
 
 def test_slope_interval_of_exactly_linear_gains_is_the_slope():
     ps = [0.0, 0.2, 0.4, 0.8]
-    gains = np.array([[0.01 + 0.05 * p + s * 0.01 for s in range(5)] for p in ps])  # same slope, offsets differ
+    gains = np.array(
+        [[0.01 + 0.05 * p + s * 0.01 for s in range(5)] for p in ps]
+    )  # same slope, offsets differ
     mean, low, high = report.slope_interval(ps, gains)
-    assert mean == pytest.approx(0.05) and low == pytest.approx(0.05) and high == pytest.approx(0.05)
+    assert (
+        mean == pytest.approx(0.05) and low == pytest.approx(0.05) and high == pytest.approx(0.05)
+    )
 
 
 def per_seed_with(gains, metric_values=None):
@@ -46,11 +49,16 @@ def test_verdicts_reproduced_not_reproduced_and_inconclusive():
     up = [0.010, 0.012, 0.011, 0.009, 0.013]
     noisy = [0.02, -0.03, 0.01, -0.01, 0.005]
     down = [-x for x in up]
-    claim = {c["id"]: c for c in report.CLAIMS}["B2"]  # few examples: SVM better at top-5; many: worse
+    claim = {c["id"]: c for c in report.CLAIMS}[
+        "B2"
+    ]  # few examples: SVM better at top-5; many: worse
     cases = {
         "reproduced": {"few examples": {"top5": up}, "many examples": {"top5": down}},
         "not reproduced": {"few examples": {"top5": up}, "many examples": {"top5": up}},
-        "inconclusive at 5 seeds": {"few examples": {"top5": noisy}, "many examples": {"top5": down}},
+        "inconclusive at 5 seeds": {
+            "few examples": {"top5": noisy},
+            "many examples": {"top5": down},
+        },
     }
     for expected, gains in cases.items():
         verdicts = {v["id"]: v for v in report.judge(per_seed_with(gains), {}, 5)}
@@ -62,7 +70,13 @@ def test_verdicts_reproduced_not_reproduced_and_inconclusive():
 def test_slope_checks_use_the_clean_condition_as_p_zero():
     conditions = compare_losses.benchmark_conditions()
     noise_ps = compare_losses.noise_ps_of(conditions)
-    assert noise_ps["superclass"][0] == (0.0, "clean") and [p for p, _ in noise_ps["block"]] == [0, .2, .4, .6, .8]
+    assert noise_ps["superclass"][0] == (0.0, "clean") and [p for p, _ in noise_ps["block"]] == [
+        0,
+        0.2,
+        0.4,
+        0.6,
+        0.8,
+    ]
     growing = {"clean": {"top5": [0.001 * s for s in range(5)]}}
     for p, name in noise_ps["superclass"][1:]:
         growing[name] = {"top5": [0.05 * p + 0.001 * s for s in range(5)], "top1": [0.04 * p] * 5}
@@ -111,10 +125,14 @@ def test_mlp_backward_matches_finite_differences():
 
 
 def test_trainer_learns_separable_classes_and_stops_early():
-    config = benchmark.Benchmark(groups=2, per_group=5, dim=8, class_spread=3.0, train_per_class=40, test_size=500)
+    config = benchmark.Benchmark(
+        groups=2, per_group=5, dim=8, class_spread=3.0, train_per_class=40, test_size=500
+    )
     x, y, xt, yt, _ = benchmark.make_task(config, seed=0)
     train, val = study.split_validation(x, y, 0.2, seed=0)
-    trainer = study.FeatureTrainer(study.TrainerConfig(max_epochs=60, patience=3, batch_size=64), 10)
+    trainer = study.FeatureTrainer(
+        study.TrainerConfig(max_epochs=60, patience=3, batch_size=64), 10
+    )
     params, info = trainer.fit(study.Setting.of("ce", 0.1), train, val, seed=0)
     accuracy = study.accuracy_at_k(study.label_ranks(trainer.forward(params, xt), yt), 1)[0]
     assert accuracy > 0.9 and info["validation_score"] > 0.9
@@ -156,13 +174,26 @@ class StubTrainer:
 def test_the_study_trains_every_seed_with_the_setting_that_won_on_validation(tmp_path):
     StubTrainer.calls = []
     grid = {"ce": [study.Setting.of("ce", lr) for lr in (0.01, 0.03, 0.1)]}
-    user = (np.zeros((50, 2), np.float32), np.zeros(50, np.int32), np.zeros((10, 2), np.float32),
-            np.zeros(10, np.int32), 4)
+    user = (
+        np.zeros((50, 2), np.float32),
+        np.zeros(50, np.int32),
+        np.zeros((10, 2), np.float32),
+        np.zeros(10, np.int32),
+        4,
+    )
     condition = compare_losses.Condition("user", None)
     store = study.Store(str(tmp_path), {"test": 1})
-    tuned, per_seed, _, _ = compare_losses.run_study([condition], ["ce"], [0, 1, 2], grid, study.TrainerConfig(),
-                                                     store, compare_losses.Data(user), progress_bar=False,
-                                                     trainer_factory=StubTrainer)
+    tuned, per_seed, _, _ = compare_losses.run_study(
+        [condition],
+        ["ce"],
+        [0, 1, 2],
+        grid,
+        study.TrainerConfig(),
+        store,
+        compare_losses.Data(user),
+        progress_bar=False,
+        trainer_factory=StubTrainer,
+    )
     assert tuned["user"]["ce"]["chosen"] == {"loss": "ce", "lr": 0.03}
     assert [g["validation_score"] for g in tuned["user"]["ce"]["grid"]] == [0.2, 0.9, 0.4]
     assert [(s.lr, seed) for s, seed in StubTrainer.calls[3:]] == [(0.03, 0), (0.03, 1), (0.03, 2)]

@@ -55,7 +55,9 @@ def gradient_jump(distribution, gap=1e-6, trials=30, seed=1):
         loss = lambda v: keras_topk.losses.topk_cross_entropy(  # noqa: E731
             np.array([label]), v, p_k=(0.2,) * 5, distribution=distribution
         )
-        worst = max(worst, float(np.max(np.abs(autodiff.grad(loss, moved) - autodiff.grad(loss, s)))))
+        worst = max(
+            worst, float(np.max(np.abs(autodiff.grad(loss, moved) - autodiff.grad(loss, s))))
+        )
     return worst
 
 
@@ -73,7 +75,9 @@ def test_logistic_phi_slope_grows_without_bound_as_scores_meet():
     np.testing.assert_allclose(ratios[:-1], 10.0, rtol=1e-2)
     assert got[0] > 1e3
     # lambda = 0 is the logistic: bounded.
-    np.testing.assert_allclose(slopes("logistic_phi", art_lambda=0.0), slopes("logistic"), rtol=1e-12)
+    np.testing.assert_allclose(
+        slopes("logistic_phi", art_lambda=0.0), slopes("logistic"), rtol=1e-12
+    )
 
 
 @pytest.mark.slow  # ~60 s: 30 rows, 8 gradients each through the network
@@ -87,8 +91,11 @@ def test_a_tiny_step_moves_the_default_gradient_far_and_the_bounded_ones_little(
 
 if __name__ == "__main__":
     print(f"backend {keras.backend.backend()}, float64, beta = 1, art_lambda = 0.5")
-    print("| distribution | f'(v) at v = " + " | ".join(f"{g:g}" for g in GAPS)
-          + " | max change of the TopKCrossEntropy gradient, tie moved by 1e-6 |")
+    print(
+        "| distribution | f'(v) at v = "
+        + " | ".join(f"{g:g}" for g in GAPS)
+        + " | max change of the TopKCrossEntropy gradient, tie moved by 1e-6 |"
+    )
     print("|---" * (len(GAPS) + 2) + "|")
     for name in relaxations.DISTRIBUTIONS:
         row = " | ".join(f"{v:.3g}" for v in slopes(name))

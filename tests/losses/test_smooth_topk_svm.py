@@ -100,7 +100,9 @@ CASES = [(n, k) for n in (2, 3, 5, 8) for k in range(1, n)]
 def test_values_and_gradients_equal_the_definition(n, k, tau, alpha, rng):
     x = mixed_scores(rng, n, k, tau)
     y = rng.integers(0, n, 12)
-    per_sample, grad = autodiff.value_and_grad(lambda v: smooth_topk_svm(y, v, k=k, tau=tau, alpha=alpha), x)
+    per_sample, grad = autodiff.value_and_grad(
+        lambda v: smooth_topk_svm(y, v, k=k, tau=tau, alpha=alpha), x
+    )
     expected = [definition(x[i], y[i], k, tau, alpha) for i in range(12)]
     np.testing.assert_allclose(per_sample, [e[0] for e in expected], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(grad, [e[1] for e in expected], rtol=1e-10, atol=1e-10)
@@ -119,10 +121,16 @@ def test_gradient_matches_finite_differences_of_the_enumeration(rng):
     n, k, tau, alpha = 7, 3, 0.5, 1.0
     x = scores_near_a_tie(rng, 1, n, k, tau, 2.0)[0]
     y = 2
-    _, grad = autodiff.value_and_grad(lambda v: keras.ops.sum(smooth_topk_svm(np.array([y]), v[None], k=k, tau=tau, alpha=alpha)), x)
+    _, grad = autodiff.value_and_grad(
+        lambda v: keras.ops.sum(smooth_topk_svm(np.array([y]), v[None], k=k, tau=tau, alpha=alpha)),
+        x,
+    )
     h = 1e-5
     fd = [
-        (smooth_by_enumeration(x + h * e, y, k, tau, alpha)[0] - smooth_by_enumeration(x - h * e, y, k, tau, alpha)[0])
+        (
+            smooth_by_enumeration(x + h * e, y, k, tau, alpha)[0]
+            - smooth_by_enumeration(x - h * e, y, k, tau, alpha)[0]
+        )
         / (2 * h)
         for e in np.eye(n)
     ]
@@ -175,13 +183,19 @@ def test_extreme_scores_give_finite_values_and_gradients(rng):
     x[:4, :] = x[:4, :1]  # all tied: the smooth branch at huge scores
     y = rng.integers(0, n, 8)
     for k, tau in [(1, 1e-3), (5, 1e-3), (10, 10.0)]:
-        value, grad = autodiff.value_and_grad(lambda v: smooth_topk_svm(y, v, k=k, tau=tau, alpha=1.0), x)
+        value, grad = autodiff.value_and_grad(
+            lambda v: smooth_topk_svm(y, v, k=k, tau=tau, alpha=1.0), x
+        )
         assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
         # Tied scores: L = tau log(1 + C(n-1, k) / C(n-1, k-1) exp(alpha / tau)).
-        tied = tau * np.logaddexp(0.0, np.log(math.comb(n - 1, k) / math.comb(n - 1, k - 1)) + 1.0 / tau)
+        tied = tau * np.logaddexp(
+            0.0, np.log(math.comb(n - 1, k) / math.comb(n - 1, k - 1)) + 1.0 / tau
+        )
         np.testing.assert_allclose(value[:4], tied, rtol=1e-5)
         # The rest use the hard loss: max(0, alpha + (t_k - s_y) / k) in float64.
-        others = [np.sort(np.delete(x[i], y[i]).astype("float64"))[::-1][k - 1] for i in range(4, 8)]
+        others = [
+            np.sort(np.delete(x[i], y[i]).astype("float64"))[::-1][k - 1] for i in range(4, 8)
+        ]
         expected = np.maximum(0.0, 1.0 + (np.array(others) - x[4:][np.arange(4), y[4:]]) / k)
         np.testing.assert_allclose(value[4:], expected, rtol=1e-6)
 
@@ -243,11 +257,17 @@ def test_label_formats_and_leading_axes_agree(rng):
     assert per.shape == (2, 3)
     flat = np.asarray(smooth_topk_svm(y.reshape(-1), x.reshape(6, 10), k=3, tau=0.5, alpha=1.0))
     np.testing.assert_allclose(per.reshape(-1), flat, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(smooth_topk_svm(y[..., None], x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(smooth_topk_svm(np.eye(10)[y], x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(smooth_topk_svm(y[..., None], x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        np.asarray(smooth_topk_svm(np.eye(10)[y], x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12
+    )
     # Dense rows are reduced to their argmax.
     soft = 0.5 * np.eye(10)[y] + 0.05
-    np.testing.assert_allclose(np.asarray(smooth_topk_svm(soft, x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(smooth_topk_svm(soft, x, k=3, tau=0.5, alpha=1.0)), per, rtol=1e-12
+    )
 
 
 def test_loss_classes_reduce_and_honour_sample_weight(rng):
@@ -255,11 +275,16 @@ def test_loss_classes_reduce_and_honour_sample_weight(rng):
     y = rng.integers(0, 12, 6)
     w = rng.uniform(size=6).astype("float32")
     for loss, per_sample in [
-        (SmoothTopKSVM(k=3, tau=0.5, alpha=1.0), np.asarray(smooth_topk_svm(y, x, k=3, tau=0.5, alpha=1.0))),
+        (
+            SmoothTopKSVM(k=3, tau=0.5, alpha=1.0),
+            np.asarray(smooth_topk_svm(y, x, k=3, tau=0.5, alpha=1.0)),
+        ),
         (TopKSVM(k=3, alpha=1.0), np.asarray(topk_svm(y, x, k=3, alpha=1.0))),
     ]:
         np.testing.assert_allclose(float(loss(y, x)), per_sample.mean(), rtol=1e-6)
-        np.testing.assert_allclose(float(loss(y, x, sample_weight=w)), (per_sample * w).mean(), rtol=1e-6)
+        np.testing.assert_allclose(
+            float(loss(y, x, sample_weight=w)), (per_sample * w).mean(), rtol=1e-6
+        )
         none = type(loss).from_config({**loss.get_config(), "reduction": None})
         np.testing.assert_allclose(np.asarray(none(y, x)), per_sample, rtol=1e-6)
 
@@ -267,7 +292,12 @@ def test_loss_classes_reduce_and_honour_sample_weight(rng):
 def test_docstring_examples():
     scores = np.array([[2.0, 1.0, 0.5, -1.0], [0.1, 0.2, 3.0, 0.0]], "float32")
     labels = np.array([1, 2])
-    expected = np.mean([smooth_by_enumeration(scores[i].astype("float64"), labels[i], 2, 1.0, 1.0)[0] for i in range(2)])
+    expected = np.mean(
+        [
+            smooth_by_enumeration(scores[i].astype("float64"), labels[i], 2, 1.0, 1.0)[0]
+            for i in range(2)
+        ]
+    )
     value = float(SmoothTopKSVM(k=2, tau=1.0)(labels, scores))
     np.testing.assert_allclose(value, expected, rtol=1e-6)
     assert round(value, 4) == 0.8151
@@ -287,7 +317,13 @@ def test_half_precision_is_computed_in_float32_and_float64_kept(rng):
 def test_config_round_trip():
     loss = SmoothTopKSVM(k=3, tau=0.1, alpha=0.5, reduction="sum", name="svm")
     config = loss.get_config()
-    assert {config[a] for a in ("k", "tau", "alpha", "reduction", "name")} == {3, 0.1, 0.5, "sum", "svm"}
+    assert {config[a] for a in ("k", "tau", "alpha", "reduction", "name")} == {
+        3,
+        0.1,
+        0.5,
+        "sum",
+        "svm",
+    }
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(clone, SmoothTopKSVM) and clone.get_config() == config
     assert SmoothTopKSVM().name == "smooth_topk_svm"
@@ -320,7 +356,9 @@ def test_bad_configuration_raises_at_construction(kwargs, match):
 def test_bad_inputs_raise_at_call(rng):
     x = rng.normal(size=(4, 5)).astype("float32")
     for loss in (SmoothTopKSVM(k=5), TopKSVM(k=5)):
-        with pytest.raises(ValueError, match="`k`=5 must be smaller than the number of classes, which is 5"):
+        with pytest.raises(
+            ValueError, match="`k`=5 must be smaller than the number of classes, which is 5"
+        ):
             loss(np.zeros(4, "int32"), x)
     with pytest.raises(ValueError, match="out-of-range labels \\[7\\]"):
         SmoothTopKSVM(k=2)(np.array([0, 1, 7, 2]), x)
@@ -399,7 +437,9 @@ def reference_per_sample(x, y, k, tau, alpha):
             fn = smooth_topk.Topk_Smooth_SVM(labels, k, tau, alpha)
             out[smooth] = fn(scores[smooth].clone(), targets[smooth])
         if hard.any():
-            out[hard] = smooth_topk.Topk_Hard_SVM(labels, k, alpha)(scores[hard].clone(), targets[hard])
+            out[hard] = smooth_topk.Topk_Hard_SVM(labels, k, alpha)(
+                scores[hard].clone(), targets[hard]
+            )
     return out.numpy(), hard.numpy()
 
 
@@ -408,8 +448,15 @@ def reference_per_sample(x, y, k, tau, alpha):
 @pytest.mark.parametrize("k", [1, 2, 5])
 @pytest.mark.parametrize(
     "scale,tau,near_tie",
-    [(1.0, 1.0, False), (1.0, 0.1, False), (10.0, 0.01, False), (1e3, 1e-3, False),
-     (3.0, 0.05, True), (1e3, 1e-3, True), (1e4, 0.01, True)],
+    [
+        (1.0, 1.0, False),
+        (1.0, 0.1, False),
+        (10.0, 0.01, False),
+        (1e3, 1e-3, False),
+        (3.0, 0.05, True),
+        (1e3, 1e-3, True),
+        (1e4, 0.01, True),
+    ],
 )
 def test_values_match_the_reference(k, scale, tau, near_tie, rng):
     """Values only, in float64, to 1e-6.
@@ -439,7 +486,9 @@ def test_mean_matches_the_reference_module(rng):
     with contextlib.redirect_stdout(io.StringIO()):
         from difftopk import smooth_topk
 
-    x = np.concatenate([scores_with_a_gap(rng, 8, 30, 5, 0.1), scores_near_a_tie(rng, 8, 30, 5, 0.1, 5.0)])
+    x = np.concatenate(
+        [scores_with_a_gap(rng, 8, 30, 5, 0.1), scores_near_a_tie(rng, 8, 30, 5, 0.1, 5.0)]
+    )
     y = rng.integers(0, 30, 16)
     module = smooth_topk.SmoothHardTopKLoss(30, 5, 0.1)
     ref = float(module(torch.tensor(x), torch.tensor(y)))

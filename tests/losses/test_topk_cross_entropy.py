@@ -16,8 +16,25 @@ def test_matches_numpy_float64_reference(method, top1_mode, m, rng):
     n, p_k = 11, (0.4, 0.0, 0.3, 0.3)
     x = rng.normal(size=(5, n)) * 2
     y = rng.integers(0, n, 5)
-    ours = np.asarray(topk_cross_entropy(y, x, p_k=p_k, method=method, inverse_temperature=0.8, distribution="logistic_phi", art_lambda=0.5, m=m, top1_mode=top1_mode))
-    ref = [numpy_topk.topk_cross_entropy(x[i], y[i], p_k, method, 0.8, "logistic_phi", 0.5, m, top1_mode) for i in range(5)]
+    ours = np.asarray(
+        topk_cross_entropy(
+            y,
+            x,
+            p_k=p_k,
+            method=method,
+            inverse_temperature=0.8,
+            distribution="logistic_phi",
+            art_lambda=0.5,
+            m=m,
+            top1_mode=top1_mode,
+        )
+    )
+    ref = [
+        numpy_topk.topk_cross_entropy(
+            x[i], y[i], p_k, method, 0.8, "logistic_phi", 0.5, m, top1_mode
+        )
+        for i in range(5)
+    ]
     np.testing.assert_allclose(ours, ref, rtol=1e-10)
 
 
@@ -26,8 +43,25 @@ def test_soft_labels_match_numpy_reference(top1_mode, rng):
     n, p_k = 9, (0.5, 0.25, 0.25)
     x = rng.normal(size=(4, n))
     t = rng.dirichlet(np.ones(n), size=4)
-    ours = np.asarray(topk_cross_entropy(t, x, p_k=p_k, method="bitonic", inverse_temperature=1.0, distribution="cauchy", art_lambda=0.5, m=None, top1_mode=top1_mode))
-    ref = [numpy_topk.topk_cross_entropy(x[i], t[i], p_k, "bitonic", 1.0, "cauchy", 0.5, None, top1_mode) for i in range(4)]
+    ours = np.asarray(
+        topk_cross_entropy(
+            t,
+            x,
+            p_k=p_k,
+            method="bitonic",
+            inverse_temperature=1.0,
+            distribution="cauchy",
+            art_lambda=0.5,
+            m=None,
+            top1_mode=top1_mode,
+        )
+    )
+    ref = [
+        numpy_topk.topk_cross_entropy(
+            x[i], t[i], p_k, "bitonic", 1.0, "cauchy", 0.5, None, top1_mode
+        )
+        for i in range(4)
+    ]
     np.testing.assert_allclose(ours, ref, rtol=1e-10)
 
 
@@ -48,7 +82,11 @@ def test_infinite_steepness_gives_hard_topk_probabilities(method, rng):
     n, p_k = 8, (0.2, 0.3, 0.0, 0.5)
     x = np.stack([rng.permutation(n) for _ in range(6)]).astype(np.float64)
     y = rng.integers(0, n, 6)
-    ours = np.asarray(topk_cross_entropy(y, x, p_k=p_k, method=method, inverse_temperature=1e7, distribution="logistic"))
+    ours = np.asarray(
+        topk_cross_entropy(
+            y, x, p_k=p_k, method=method, inverse_temperature=1e7, distribution="logistic"
+        )
+    )
     rank = (x > x[np.arange(6), y][:, None]).sum(1)
     soft = np.exp(x - x.max(1, keepdims=True))
     soft /= soft.sum(1, keepdims=True)
@@ -63,7 +101,19 @@ def test_float64_gradient_matches_finite_differences(method, top1_mode, rng):
     y = np.array([2, 7, 0])
 
     def f(v):
-        return keras.ops.sum(topk_cross_entropy(y, v, p_k=(0.3, 0.3, 0.4), method=method, inverse_temperature=0.9, distribution="logistic", art_lambda=0.5, m=6, top1_mode=top1_mode))
+        return keras.ops.sum(
+            topk_cross_entropy(
+                y,
+                v,
+                p_k=(0.3, 0.3, 0.4),
+                method=method,
+                inverse_temperature=0.9,
+                distribution="logistic",
+                art_lambda=0.5,
+                m=6,
+                top1_mode=top1_mode,
+            )
+        )
 
     _, g = autodiff.value_and_grad(f, x)
     eps = 1e-6
@@ -78,7 +128,9 @@ def test_float64_gradient_matches_finite_differences(method, top1_mode, rng):
 def test_m_gives_zero_gradient_to_scores_outside_the_kept_set(rng):
     x = rng.normal(size=(4, 30))
     y = np.array([0, 5, 29, 12])
-    _, g = autodiff.value_and_grad(lambda v: keras.ops.sum(topk_cross_entropy(y, v, p_k=(0.2,) * 5, m=8)), x)
+    _, g = autodiff.value_and_grad(
+        lambda v: keras.ops.sum(topk_cross_entropy(y, v, p_k=(0.2,) * 5, m=8)), x
+    )
     for i in range(4):
         others = np.delete(np.arange(30), y[i])
         kept = set(others[np.argsort(-x[i, others])[:7]]) | {y[i]}
@@ -94,7 +146,9 @@ def test_loss_class_reduces_to_mean_and_honours_sample_weight(rng):
     per_sample = np.asarray(topk_cross_entropy(y, x, p_k=(0.5, 0.5), m=5))
     np.testing.assert_allclose(float(loss(y, x)), per_sample.mean(), rtol=1e-6)
     w = rng.uniform(size=6).astype("float32")
-    np.testing.assert_allclose(float(loss(y, x, sample_weight=w)), (per_sample * w).mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(loss(y, x, sample_weight=w)), (per_sample * w).mean(), rtol=1e-6
+    )
     none = TopKCrossEntropy(p_k=(0.5, 0.5), m=5, reduction=None)
     np.testing.assert_allclose(np.asarray(none(y, x)), per_sample, rtol=1e-6)
 
@@ -115,13 +169,25 @@ def test_leading_batch_axes(rng):
     y = rng.integers(0, 10, (2, 3))
     per = np.asarray(topk_cross_entropy(y, x, p_k=(0.5, 0.5)))
     assert per.shape == (2, 3)
-    np.testing.assert_allclose(per.reshape(-1), np.asarray(topk_cross_entropy(y.reshape(-1), x.reshape(6, 10), p_k=(0.5, 0.5))), rtol=1e-6)
+    np.testing.assert_allclose(
+        per.reshape(-1),
+        np.asarray(topk_cross_entropy(y.reshape(-1), x.reshape(6, 10), p_k=(0.5, 0.5))),
+        rtol=1e-6,
+    )
 
 
 def test_config_round_trip():
-    loss = TopKCrossEntropy(p_k=(0.25, 0, 0, 0, 0.75), method="bitonic", inverse_temperature=0.5,
-                            distribution="logistic", art_lambda=0.25, m=16, top1_mode="smce",
-                            reduction="sum", name="my_loss")
+    loss = TopKCrossEntropy(
+        p_k=(0.25, 0, 0, 0, 0.75),
+        method="bitonic",
+        inverse_temperature=0.5,
+        distribution="logistic",
+        art_lambda=0.25,
+        m=16,
+        top1_mode="smce",
+        reduction="sum",
+        name="my_loss",
+    )
     config = loss.get_config()
     assert config["p_k"] == [0.25, 0.0, 0.0, 0.0, 0.75] and config["m"] == 16
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
@@ -152,7 +218,9 @@ def test_bad_configuration_raises_at_construction(kwargs, match):
 
 def test_bad_inputs_raise_at_call(rng):
     x = rng.normal(size=(4, 10)).astype("float32")
-    with pytest.raises(ValueError, match="K = len\\(p_k\\)`=5 must be at most the number of classes"):
+    with pytest.raises(
+        ValueError, match="K = len\\(p_k\\)`=5 must be at most the number of classes"
+    ):
         TopKCrossEntropy()(np.zeros(4, "int32"), x[:, :4])
     with pytest.raises(ValueError, match="`m`=12 must be smaller than the number of classes"):
         TopKCrossEntropy(m=12)(np.zeros(4, "int32"), x)
@@ -200,7 +268,9 @@ def test_trains_a_model_with_jit_compile(rng):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("distribution", DISTRIBUTIONS)
 @pytest.mark.parametrize("top1_mode", MODES)
-@pytest.mark.parametrize("n,m,p_k", [(12, None, (0.5, 0.0, 0.5)), (40, 16, (0.2,) * 5), (10, 6, (0.25, 0, 0, 0, 0.75))])
+@pytest.mark.parametrize(
+    "n,m,p_k", [(12, None, (0.5, 0.0, 0.5)), (40, 16, (0.2,) * 5), (10, 6, (0.25, 0, 0, 0, 0.75))]
+)
 def test_values_and_gradients_match_the_reference(method, distribution, top1_mode, n, m, p_k, rng):
     # float32 against the reference's float32. Scores are kept moderate: with
     # labels deep in a sigmoid's tail P(y) is tiny and both float32 results

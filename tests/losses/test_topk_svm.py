@@ -31,7 +31,9 @@ def test_hard_loss_equals_brute_force(n, k, rng):
         np.testing.assert_allclose(value, [e[0] for e in expected], atol=1e-12)
         # Where the hinge is active, the subgradient of the max; else zero.
         active = np.array([e[0] > 0 for e in expected])[:, None]
-        np.testing.assert_allclose(grad, np.where(active, [e[1] for e in expected], 0.0), atol=1e-12)
+        np.testing.assert_allclose(
+            grad, np.where(active, [e[1] for e in expected], 0.0), atol=1e-12
+        )
 
 
 def test_one_hot_labels_give_the_index_values(rng):
@@ -45,7 +47,10 @@ def test_one_hot_labels_give_the_index_values(rng):
 def test_docstring_example():
     scores = np.array([[2.0, 1.0, 0.5, -1.0], [0.1, 0.2, 3.0, 0.0]], "float32")
     # Sample 0: t_2 = 0.5 (second-largest other score), max(0, 1 + (0.5 - 1) / 2) = 0.75.
-    assert np.asarray(TopKSVM(k=2, reduction=None)(np.array([1, 2]), scores)).tolist() == [0.75, 0.0]
+    assert np.asarray(TopKSVM(k=2, reduction=None)(np.array([1, 2]), scores)).tolist() == [
+        0.75,
+        0.0,
+    ]
 
 
 def test_config_round_trip():
@@ -81,5 +86,8 @@ def test_values_match_the_reference(k, scale, near_tie, rng):
     y = rng.integers(0, 20, 16)
     for alpha in (1.0, 0.3):
         np.testing.assert_allclose(
-            np.asarray(topk_svm(y, x, k=k, alpha=alpha)), reference_hard(x, y, k, alpha), rtol=1e-12, atol=1e-9
+            np.asarray(topk_svm(y, x, k=k, alpha=alpha)),
+            reference_hard(x, y, k, alpha),
+            rtol=1e-12,
+            atol=1e-9,
         )

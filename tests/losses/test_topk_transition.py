@@ -17,7 +17,9 @@ from tests.references import autodiff
 GROUPS = ("label", "predicted")
 
 # JAX without JAX_ENABLE_X64 computes float64 inputs in float32.
-FLOAT64 = keras.backend.standardize_dtype(keras.ops.convert_to_tensor(np.zeros(1)).dtype) == "float64"
+FLOAT64 = (
+    keras.backend.standardize_dtype(keras.ops.convert_to_tensor(np.zeros(1)).dtype) == "float64"
+)
 TIGHT = dict(rtol=1e-12, atol=1e-12) if FLOAT64 else dict(rtol=1e-5, atol=1e-6)
 needs_float64 = pytest.mark.skipif(not FLOAT64, reason="needs float64 (JAX: set JAX_ENABLE_X64=1)")
 
@@ -111,7 +113,9 @@ def test_k1_is_cross_entropy_for_any_weight(group, rng):
     y = rng.integers(0, 7, 6)
     ce = [ref_ce(row, label) for row, label in zip(s, y)]
     for w in (0.0, 0.4, 1.0):
-        np.testing.assert_allclose(np.asarray(topk_transition_loss(y, s, k=1, weight=w, group=group)), ce, **TIGHT)
+        np.testing.assert_allclose(
+            np.asarray(topk_transition_loss(y, s, k=1, weight=w, group=group)), ce, **TIGHT
+        )
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -161,7 +165,9 @@ def test_leading_batch_axes(rng):
     s = rng.normal(size=(2, 3, 7))
     y = rng.integers(0, 7, (2, 3))
     got = np.asarray(topk_transition_loss(y, s, k=3, weight=0.5, group="predicted"))
-    flat = np.asarray(topk_transition_loss(y.reshape(-1), s.reshape(-1, 7), k=3, weight=0.5, group="predicted"))
+    flat = np.asarray(
+        topk_transition_loss(y.reshape(-1), s.reshape(-1, 7), k=3, weight=0.5, group="predicted")
+    )
     assert got.shape == (2, 3)
     np.testing.assert_allclose(got.reshape(-1), flat, **TIGHT)
 
@@ -172,8 +178,14 @@ def test_dtypes_half_computed_in_float32(rng):
     half = topk_transition_loss(y, s.astype("float16"), k=3, weight=0.5)
     assert keras.backend.standardize_dtype(half.dtype) == "float32"
     if FLOAT64:
-        assert keras.backend.standardize_dtype(topk_transition_loss(y, s, k=3, weight=0.5).dtype) == "float64"
-    ref = [ref_mixture(row, t, 3, 0.5, "label") for row, t in zip(s.astype("float16").astype(np.float64), y)]
+        assert (
+            keras.backend.standardize_dtype(topk_transition_loss(y, s, k=3, weight=0.5).dtype)
+            == "float64"
+        )
+    ref = [
+        ref_mixture(row, t, 3, 0.5, "label")
+        for row, t in zip(s.astype("float16").astype(np.float64), y)
+    ]
     np.testing.assert_allclose(np.asarray(half), ref, rtol=1e-5)
 
 
@@ -184,7 +196,9 @@ def test_class_matches_function_and_reduces(rng):
     loss = TopKTransitionLoss(k=3, transition="constant", weight=0.4, group="predicted")
     per_sample = np.asarray(topk_transition_loss(y, s, k=3, weight=0.4, group="predicted"))
     np.testing.assert_allclose(float(loss(y, s)), per_sample.mean(), rtol=1e-5)
-    np.testing.assert_allclose(float(loss(y, s, sample_weight=sw)), (per_sample * sw).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(loss(y, s, sample_weight=sw)), (per_sample * sw).mean(), rtol=1e-5
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -198,7 +212,9 @@ def test_gradient_flows_only_through_the_scores(group, w, rng):
     n, k = 9, 3
     s = distinct_scores(rng, 8, n, scale=0.6)
     y = rng.integers(0, n, 8)
-    grad = autodiff.grad(lambda v: keras.ops.sum(topk_transition_loss(y, v, k=k, weight=w, group=group)), s)
+    grad = autodiff.grad(
+        lambda v: keras.ops.sum(topk_transition_loss(y, v, k=k, weight=w, group=group)), s
+    )
     ref = np.stack([ref_gradient(row, t, k, w, group) for row, t in zip(s, y)])
     np.testing.assert_allclose(grad, ref, **(dict(rtol=1e-10, atol=1e-12) if FLOAT64 else TIGHT))
 
@@ -229,7 +245,9 @@ def test_gradient_matches_finite_differences_away_from_ties(rng):
 
 
 def test_linear_schedule_advance():
-    loss = TopKTransitionLoss(k=2, transition="linear", weight_start=0.2, weight_end=0.8, transition_steps=4)
+    loss = TopKTransitionLoss(
+        k=2, transition="linear", weight_start=0.2, weight_end=0.8, transition_steps=4
+    )
     assert loss.current_weight == pytest.approx(0.2)
     got = [loss.advance() for _ in range(6)]
     np.testing.assert_allclose(got, [0.35, 0.5, 0.65, 0.8, 0.8, 0.8], **TIGHT)
@@ -238,12 +256,16 @@ def test_linear_schedule_advance():
 
 
 def test_decreasing_linear_schedule():
-    loss = TopKTransitionLoss(k=2, transition="linear", weight_start=1.0, weight_end=0.0, transition_steps=10)
+    loss = TopKTransitionLoss(
+        k=2, transition="linear", weight_start=1.0, weight_end=0.0, transition_steps=10
+    )
     assert loss.advance(5) == pytest.approx(0.5)
 
 
 def test_adaptive_schedule_is_an_ema_of_batch_accuracy():
-    loss = TopKTransitionLoss(k=2, transition="adaptive", weight_start=0.1, weight_end=0.9, momentum=0.5)
+    loss = TopKTransitionLoss(
+        k=2, transition="adaptive", weight_start=0.1, weight_end=0.9, momentum=0.5
+    )
     a = 0.0
     for acc, steps in [(1.0, 1), (0.5, 1), (0.25, 3)]:
         loss.state.batch_accuracy.assign(acc)
@@ -280,8 +302,11 @@ def test_batch_accuracy_skips_masked_steps(rng):
     loss(y, scores)
     expected = np.mean([ref_group(row, t, 2, "predicted")[1] for row, t in zip(s[mask], y[mask])])
     assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == pytest.approx(expected)
-    assert expected != pytest.approx(np.mean([ref_group(r, t, 2, "predicted")[1]
-                                              for r, t in zip(s.reshape(-1, 6), y.reshape(-1))]))
+    assert expected != pytest.approx(
+        np.mean(
+            [ref_group(r, t, 2, "predicted")[1] for r, t in zip(s.reshape(-1, 6), y.reshape(-1))]
+        )
+    )
 
 
 def test_batch_accuracy_counts_ties_against_the_label_like_the_metrics():
@@ -290,7 +315,9 @@ def test_batch_accuracy_counts_ties_against_the_label_like_the_metrics():
     loss = TopKTransitionLoss(k=3, transition="adaptive")
     loss(np.array([0, 1, 2, 3]), np.zeros((4, 6), "float32"))
     assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == 0.0
-    scores = np.array([[2.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0]], "float32")  # label 1 ties one / two others
+    scores = np.array(
+        [[2.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0]], "float32"
+    )  # label 1 ties one / two others
     loss = TopKTransitionLoss(k=2, transition="adaptive")
     loss(np.array([1, 1]), scores)
     assert float(keras.ops.convert_to_numpy(loss.state.batch_accuracy)) == pytest.approx(0.0)
@@ -319,7 +346,10 @@ def _data(rng, b=48, d=6, n=7):
 def _model(loss, lr=0.3, steps_per_execution=1, n=7, d=6, jit_compile=True):
     model = keras.Sequential([keras.Input((d,)), keras.layers.Dense(n)])
     model.compile(
-        keras.optimizers.SGD(lr), loss=loss, jit_compile=jit_compile, steps_per_execution=steps_per_execution
+        keras.optimizers.SGD(lr),
+        loss=loss,
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -331,7 +361,13 @@ def test_linear_schedule_moves_during_fit_and_not_during_evaluation(rng):
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert loss.current_weight == 0.0  # without the callback nothing moves
     history = model.fit(
-        x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y), callbacks=[TransitionCallback()]
+        x,
+        y,
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        validation_data=(x, y),
+        callbacks=[TransitionCallback()],
     )
     assert loss.current_weight == pytest.approx(0.3)
     assert int(keras.ops.convert_to_numpy(loss.state.steps)) == 3
@@ -351,7 +387,9 @@ def test_one_loss_instance_in_two_models_is_refused_with_a_clear_error(rng):
     with pytest.raises(ValueError, match=f"already used by the model `{first.name}`"):
         second.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()])
     # Its own instance works; the first model keeps training with its loss.
-    second.compile(keras.optimizers.SGD(0.3), loss=TopKTransitionLoss.from_config(loss.get_config()))
+    second.compile(
+        keras.optimizers.SGD(0.3), loss=TopKTransitionLoss.from_config(loss.get_config())
+    )
     second.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()])
     assert second.loss.current_weight == 1.0 and second.loss.state is not loss.state
     first.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()])
@@ -360,28 +398,46 @@ def test_one_loss_instance_in_two_models_is_refused_with_a_clear_error(rng):
 def test_two_transition_losses_in_one_model_log_two_keys(rng):
     x, y = _data(rng)
     inputs = keras.Input((6,))
-    outputs = {"coarse": keras.layers.Dense(7, name="coarse")(inputs),
-               "fine": keras.layers.Dense(7, name="fine")(inputs)}
+    outputs = {
+        "coarse": keras.layers.Dense(7, name="coarse")(inputs),
+        "fine": keras.layers.Dense(7, name="fine")(inputs),
+    }
     model = keras.Model(inputs, outputs)
     losses = {
         "coarse": TopKTransitionLoss(k=2, transition="linear", transition_steps=3),
         "fine": TopKTransitionLoss(k=2, transition="linear", transition_steps=6),
     }
     model.compile(keras.optimizers.SGD(0.1), loss=losses)
-    history = model.fit(x, {"coarse": y, "fine": y}, batch_size=16, epochs=1, verbose=0,
-                        callbacks=[TransitionCallback()])
+    history = model.fit(
+        x,
+        {"coarse": y, "fine": y},
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[TransitionCallback()],
+    )
     assert history.history["coarse_topk_transition_weight"] == [pytest.approx(1.0)]
     assert history.history["fine_topk_transition_weight"] == [pytest.approx(0.5)]
     # Distinct names need no prefix.
-    named = [TopKTransitionLoss(k=2, transition="constant", weight=0.25, name="a"),
-             TopKTransitionLoss(k=2, transition="constant", weight=0.75, name="b")]
+    named = [
+        TopKTransitionLoss(k=2, transition="constant", weight=0.25, name="a"),
+        TopKTransitionLoss(k=2, transition="constant", weight=0.75, name="b"),
+    ]
     model.compile(keras.optimizers.SGD(0.1), loss={"coarse": named[0], "fine": named[1]})
-    history = model.fit(x, {"coarse": y, "fine": y}, batch_size=16, epochs=1, verbose=0,
-                        callbacks=[TransitionCallback()])
+    history = model.fit(
+        x,
+        {"coarse": y, "fine": y},
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[TransitionCallback()],
+    )
     assert history.history["a_weight"] == [0.25] and history.history["b_weight"] == [0.75]
 
 
-@pytest.mark.skipif(keras.backend.backend() == "torch", reason="PyTorch needs steps_per_execution=1")
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch", reason="PyTorch needs steps_per_execution=1"
+)
 def test_steps_per_execution_counts_every_step(rng):
     x, y = _data(rng, b=64)
     loss = TopKTransitionLoss(k=2, transition="linear", transition_steps=8)
@@ -395,14 +451,23 @@ def test_adaptive_schedule_follows_training_topk_accuracy(rng):
     # With a learning rate of 0 the scores are fixed, so the batch accuracies
     # (and the EMA the callback must build from them) can be replayed here.
     x, y = _data(rng, b=48)
-    loss = TopKTransitionLoss(k=3, transition="adaptive", momentum=0.6, weight_start=0.1, weight_end=0.9)
+    loss = TopKTransitionLoss(
+        k=3, transition="adaptive", momentum=0.6, weight_start=0.1, weight_end=0.9
+    )
     model = _model(loss, lr=0.0)
     scores = model.predict(x, verbose=0)
-    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[TransitionCallback()])
+    model.fit(
+        x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[TransitionCallback()]
+    )
     a = 0.0
     for _ in range(2):
         for start in range(0, 48, 16):
-            acc = np.mean([ref_group(r, t, 3, "predicted")[1] for r, t in zip(scores[start:start + 16], y[start:start + 16])])
+            acc = np.mean(
+                [
+                    ref_group(r, t, 3, "predicted")[1]
+                    for r, t in zip(scores[start : start + 16], y[start : start + 16])
+                ]
+            )
             a = 0.6 * a + 0.4 * acc
     assert a > 0.05
     assert loss.current_weight == pytest.approx(0.1 + 0.8 * a, abs=1e-6)
@@ -453,9 +518,14 @@ def test_xla_matches_eager(rng):
     s = rng.normal(size=(6, 9)).astype("float32")
     y = rng.integers(0, 9, 6)
     for group in GROUPS:
-        fn = tf.function(lambda t, v, g=group: topk_transition_loss(t, v, k=4, weight=0.5, group=g), jit_compile=True)
+        fn = tf.function(
+            lambda t, v, g=group: topk_transition_loss(t, v, k=4, weight=0.5, group=g),
+            jit_compile=True,
+        )
         np.testing.assert_allclose(
-            fn(y, s).numpy(), np.asarray(topk_transition_loss(y, s, k=4, weight=0.5, group=group)), rtol=1e-6
+            fn(y, s).numpy(),
+            np.asarray(topk_transition_loss(y, s, k=4, weight=0.5, group=group)),
+            rtol=1e-6,
         )
 
 
@@ -476,7 +546,11 @@ def test_mirrored_strategy_fit(rng):
         model = _model(loss, jit_compile=False)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()])
     assert int(keras.ops.convert_to_numpy(loss.state.steps)) == 4
-    assert 0.0 < loss.current_weight == pytest.approx(float(keras.ops.convert_to_numpy(loss.state.accuracy)))
+    assert (
+        0.0
+        < loss.current_weight
+        == pytest.approx(float(keras.ops.convert_to_numpy(loss.state.accuracy)))
+    )
 
 
 @requires_backend("jax")
@@ -498,11 +572,29 @@ def test_jax_jit_of_the_adaptive_loss_does_not_leak_tracers(rng):
 
 def test_get_config_round_trip():
     loss = TopKTransitionLoss(
-        k=3, transition="linear", group="predicted", weight_start=0.1, weight_end=0.9,
-        transition_steps=100, momentum=0.9, reduction="sum", name="tl",
+        k=3,
+        transition="linear",
+        group="predicted",
+        weight_start=0.1,
+        weight_end=0.9,
+        transition_steps=100,
+        momentum=0.9,
+        reduction="sum",
+        name="tl",
     )
     config = loss.get_config()
-    for key in ("k", "transition", "weight", "group", "weight_start", "weight_end", "transition_steps", "momentum", "reduction", "name"):
+    for key in (
+        "k",
+        "transition",
+        "weight",
+        "group",
+        "weight_start",
+        "weight_end",
+        "transition_steps",
+        "momentum",
+        "reduction",
+        "name",
+    ):
         assert key in config
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(clone, TopKTransitionLoss)

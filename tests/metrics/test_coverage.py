@@ -40,8 +40,11 @@ def keyed(values, coverages):
 def test_random_and_tied_scores_match_enumeration(mode, n, rng):
     for scores in (rng.normal(size=(64, n)).astype("float32"), tied(rng, (64, n))):
         labels = rng.integers(0, n, 64)
-        got = run(lambda: CandidatesForCoverage(COVERAGES, num_classes=n),
-                  [(labels[:40], scores[:40]), (labels[40:], scores[40:])], mode)
+        got = run(
+            lambda: CandidatesForCoverage(COVERAGES, num_classes=n),
+            [(labels[:40], scores[:40]), (labels[40:], scores[40:])],
+            mode,
+        )
         assert got == keyed(brute_candidates(scores, labels, COVERAGES), COVERAGES)
 
 
@@ -53,8 +56,9 @@ def test_sample_weight_and_leading_axes(mode, rng):
     per_position = rng.uniform(0, 2, (b, t)).astype("float32")
     per_row = np.array([1.0, 0.0, 2.0, 0.5, 1.0, 3.0], "float32")
     for w, expected_w in ((per_position, per_position), (per_row, np.repeat(per_row, t))):
-        got = run(lambda: CandidatesForCoverage(COVERAGES, num_classes=n),
-                  [(labels, scores, w)], mode)
+        got = run(
+            lambda: CandidatesForCoverage(COVERAGES, num_classes=n), [(labels, scores, w)], mode
+        )
         assert got == keyed(brute_candidates(scores, labels, COVERAGES, expected_w), COVERAGES)
     # One-hot labels, and the column form, agree with integer labels.
     for form in (np.eye(n, dtype="float32")[labels], labels[..., None]):
@@ -70,7 +74,10 @@ def test_decimal_coverages_are_reached_exactly():
     m = CandidatesForCoverage((0.9, 0.99, 0.991))
     m.update_state(labels, scores)
     assert to_numpy(m.result()) == {
-        "candidates_for_90": 1.0, "candidates_for_99": 1.0, "candidates_for_99.1": 2.0}
+        "candidates_for_90": 1.0,
+        "candidates_for_99": 1.0,
+        "candidates_for_99.1": 2.0,
+    }
 
 
 def test_state_is_the_rank_histogram_and_gives_every_topk_accuracy(rng):
@@ -78,8 +85,9 @@ def test_state_is_the_rank_histogram_and_gives_every_topk_accuracy(rng):
     scores, labels = tied(rng, (50, n)), rng.integers(0, n, 50)
     m = CandidatesForCoverage()
     m.update_state(labels, scores)
-    np.testing.assert_array_equal(to_numpy(m.histogram), np.bincount(brute_ranks(scores, labels),
-                                                                      minlength=n))
+    np.testing.assert_array_equal(
+        to_numpy(m.histogram), np.bincount(brute_ranks(scores, labels), minlength=n)
+    )
     np.testing.assert_array_equal(to_numpy(rank_histogram(labels, scores)), to_numpy(m.histogram))
     accuracies = to_numpy(m.topk_accuracies())
     for k in range(1, n + 1):
@@ -88,8 +96,9 @@ def test_state_is_the_rank_histogram_and_gives_every_topk_accuracy(rng):
         assert accuracies[k - 1] == pytest.approx(float(top.result()), abs=1e-6)
     # The NumPy function of keras_topk.conformal gives the same candidates.
     expected = conformal.candidates_for_coverage(scores, labels, (0.9, 0.95, 0.99))
-    assert to_numpy(m.result()) == {f"candidates_for_{round(100 * c)}": float(k)
-                                    for c, k in expected.items()}
+    assert to_numpy(m.result()) == {
+        f"candidates_for_{round(100 * c)}": float(k) for c, k in expected.items()
+    }
 
 
 def test_batches_merge_exactly_and_reset(rng):
@@ -98,7 +107,7 @@ def test_batches_merge_exactly_and_reset(rng):
     whole, parts = CandidatesForCoverage(), CandidatesForCoverage()
     whole.update_state(labels, scores)
     for i in range(0, 90, 7):
-        parts.update_state(labels[i:i + 7], scores[i:i + 7])
+        parts.update_state(labels[i : i + 7], scores[i : i + 7])
     assert to_numpy(whole.result()) == to_numpy(parts.result())
     parts.reset_state()
     assert set(to_numpy(parts.result()).values()) == {0.0}
@@ -111,7 +120,9 @@ def test_constant_scores_need_every_class():
 
 
 def test_candidates_from_histogram_by_hand():
-    values = to_numpy(candidates_from_histogram(np.array([5.0, 0.0, 4.0, 1.0]), (0.5, 0.51, 0.9, 1.0)))
+    values = to_numpy(
+        candidates_from_histogram(np.array([5.0, 0.0, 4.0, 1.0]), (0.5, 0.51, 0.9, 1.0))
+    )
     np.testing.assert_array_equal(values, [1.0, 3.0, 3.0, 4.0])
     np.testing.assert_array_equal(to_numpy(candidates_from_histogram(np.zeros(3), (0.9,))), [0.0])
 
@@ -146,20 +157,29 @@ def test_keras_mask_on_predictions_is_honoured(rng):
     m = CandidatesForCoverage(COVERAGES)
     m.update_state(labels, masked)
     assert to_numpy(m.result()) == keyed(
-        brute_candidates(scores, labels, COVERAGES, mask.astype(float)), COVERAGES)
+        brute_candidates(scores, labels, COVERAGES, mask.astype(float)), COVERAGES
+    )
 
 
 def test_fit_logs_one_entry_per_coverage_and_lower_is_better(rng):
     x = rng.normal(size=(64, 5)).astype("float32")
     y = rng.integers(0, 4, 64)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[CandidatesForCoverage((0.9, 0.99))], jit_compile=True)
+    model.compile(
+        "sgd",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[CandidatesForCoverage((0.9, 0.99))],
+        jit_compile=True,
+    )
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y))
-    assert {"candidates_for_90", "candidates_for_99", "val_candidates_for_99"} <= set(history.history)
+    assert {"candidates_for_90", "candidates_for_99", "val_candidates_for_99"} <= set(
+        history.history
+    )
     logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     expected = brute_candidates(model.predict(x, verbose=0), y, (0.9, 0.99))
-    assert logs["candidates_for_90"] == expected[0.9] and logs["candidates_for_99"] == expected[0.99]
+    assert (
+        logs["candidates_for_90"] == expected[0.9] and logs["candidates_for_99"] == expected[0.99]
+    )
     assert CandidatesForCoverage()._direction == "down"
 
 
@@ -231,5 +251,8 @@ def test_documented_results_for_odd_input(rng):
 
 
 def test_registered_for_saving():
-    assert keras.saving.get_registered_object("keras_topk>CandidatesForCoverage") is CandidatesForCoverage
+    assert (
+        keras.saving.get_registered_object("keras_topk>CandidatesForCoverage")
+        is CandidatesForCoverage
+    )
     assert keras_topk.metrics.CandidatesForCoverage is CandidatesForCoverage

@@ -44,14 +44,18 @@ def assert_close(got, want):
 
 
 @pytest.mark.parametrize("mode", ["eager", "xla"])
-@pytest.mark.parametrize("n,ks", [(1, (1,)), (4, (1, 2, 3, 4, 6)), (9, (1, 3, 5)), (40, (1, 5, 10))])
+@pytest.mark.parametrize(
+    "n,ks", [(1, (1,)), (4, (1, 2, 3, 4, 6)), (9, (1, 3, 5)), (40, (1, 5, 10))]
+)
 def test_values_match_enumeration_on_random_and_tied_scores(mode, n, ks, rng):
     for scores in (rng.normal(size=(50, n)).astype("float32"), tied(rng, (50, n))):
         targets = khot(rng, (50, n))  # some rows have no relevant class
         w = rng.uniform(0, 2, 50).astype("float32")
         for weights in (None, w):
-            batches = [(targets[:20], scores[:20], None if weights is None else weights[:20]),
-                       (targets[20:], scores[20:], None if weights is None else weights[20:])]
+            batches = [
+                (targets[:20], scores[:20], None if weights is None else weights[:20]),
+                (targets[20:], scores[20:], None if weights is None else weights[20:]),
+            ]
             got = run(lambda: PrecisionRecallAtK(ks), batches, mode)
             assert_close(got, brute(targets, scores, ks, weights))
 
@@ -60,20 +64,28 @@ def test_hits_by_hand_with_a_tie_across_the_cut():
     scores = np.array([[0.9, 0.8, 0.8, 0.1]], "float32")
     targets = np.array([[1, 1, 0, 0]], "float32")
     # k = 2: classes 1 and 2 tie for second place, so neither is retrieved.
-    np.testing.assert_array_equal(to_numpy(multilabel_topk_hits(targets, scores, (1, 2, 3, 4))),
-                                  [[1.0, 1.0, 2.0, 2.0]])
+    np.testing.assert_array_equal(
+        to_numpy(multilabel_topk_hits(targets, scores, (1, 2, 3, 4))), [[1.0, 1.0, 2.0, 2.0]]
+    )
     m = PrecisionRecallAtK((2, 3))
     m.update_state(targets, scores)
-    assert_close(to_numpy(m.result()), {"precision_at_2": 0.5, "precision_at_3": 2 / 3,
-                                        "recall_at_2": 0.5, "recall_at_3": 1.0})
+    assert_close(
+        to_numpy(m.result()),
+        {"precision_at_2": 0.5, "precision_at_3": 2 / 3, "recall_at_2": 0.5, "recall_at_3": 1.0},
+    )
 
 
 def test_constant_scores_retrieve_nothing_below_n():
     m = PrecisionRecallAtK((1, 3, 4))
     m.update_state(np.array([[1, 0, 1, 0], [0, 1, 0, 0]]), np.zeros((2, 4), "float32"))
-    assert to_numpy(m.result()) == {"precision_at_1": 0.0, "precision_at_3": 0.0,
-                                    "precision_at_4": 0.375, "recall_at_1": 0.0,
-                                    "recall_at_3": 0.0, "recall_at_4": 1.0}
+    assert to_numpy(m.result()) == {
+        "precision_at_1": 0.0,
+        "precision_at_3": 0.0,
+        "precision_at_4": 0.375,
+        "recall_at_1": 0.0,
+        "recall_at_3": 0.0,
+        "recall_at_4": 1.0,
+    }
 
 
 def test_rows_without_labels_are_left_out_and_counted(rng):
@@ -97,7 +109,9 @@ def test_leading_axes_and_targets_above_one_half(rng):
     flat_scores, flat_targets = scores.reshape(-1, n), targets.reshape(-1, n)
     for i, (row, target) in enumerate(zip(flat_scores, flat_targets)):
         relevant = set(np.flatnonzero(target))
-        assert hits.reshape(-1, 2)[i].tolist() == [len(retrieved(row, k) & relevant) for k in (2, 3)]
+        assert hits.reshape(-1, 2)[i].tolist() == [
+            len(retrieved(row, k) & relevant) for k in (2, 3)
+        ]
     # Smoothed targets (0.9 / 0.05) mean the same classes; a (b,) weight covers whole sequences.
     smoothed = np.where(targets > 0.5, 0.9, 0.05).astype("float32")
     per_row = np.array([1.0, 0.0, 2.0], "float32")
@@ -112,8 +126,10 @@ def test_nan_is_never_retrieved_and_outranks_the_others():
     # Row 0: NaN counts as above class 1, so top-1 retrieves nothing and
     # top-2 retrieves class 1 only. Row 1: the NaN label is never retrieved;
     # class 2 is third behind 3.0 and the NaN.
-    np.testing.assert_array_equal(to_numpy(multilabel_topk_hits(targets, scores, (1, 2, 3))),
-                                  [[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(
+        to_numpy(multilabel_topk_hits(targets, scores, (1, 2, 3))),
+        [[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]],
+    )
 
 
 def test_keras_mask_on_predictions_is_honoured(rng):
@@ -137,8 +153,12 @@ def test_fit_with_sigmoid_targets_logs_every_key(rng):
     x = rng.normal(size=(48, 5)).astype("float32")
     y = khot(rng, (48, 6), p=0.4)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6)])
-    model.compile("sgd", keras.losses.BinaryCrossentropy(from_logits=True),
-                  metrics=[PrecisionRecallAtK((1, 3))], jit_compile=True)
+    model.compile(
+        "sgd",
+        keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[PrecisionRecallAtK((1, 3))],
+        jit_compile=True,
+    )
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     expected = brute(y, model.predict(x, verbose=0), (1, 3))

@@ -15,7 +15,9 @@ def brute_per_class(scores, labels, k, n, weights=None):
     for c in range(n):
         total = sum(w[i] for i in range(len(labels)) if labels[i] == c)
         if total > 0:
-            out[c] = sum(w[i] for i in range(len(labels)) if labels[i] == c and ranks[i] < k) / total
+            out[c] = (
+                sum(w[i] for i in range(len(labels)) if labels[i] == c and ranks[i] < k) / total
+            )
     return out
 
 
@@ -32,8 +34,10 @@ def test_macro_and_per_class_match_brute_force(mode, n, k, rng):
         labels = rng.integers(0, max(1, n // 2 + 1), 60)
         w = rng.uniform(0, 2, 60).astype("float32")
         for weights in (None, w):
-            batches = [(labels[:25], scores[:25], None if weights is None else weights[:25]),
-                       (labels[25:], scores[25:], None if weights is None else weights[25:])]
+            batches = [
+                (labels[:25], scores[:25], None if weights is None else weights[:25]),
+                (labels[25:], scores[25:], None if weights is None else weights[25:]),
+            ]
             expected = brute_per_class(scores, labels, k, n, weights)
             got = run(lambda: PerClassTopKAccuracy(k, num_classes=n), batches, mode)
             assert got == pytest.approx(macro(expected), abs=1e-6)
@@ -128,8 +132,12 @@ def test_fit_logs_the_macro_average(rng):
     x = rng.normal(size=(48, 5)).astype("float32")
     y = rng.integers(0, 3, 48)  # classes 3 and 4 never appear
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(5)])
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[PerClassTopKAccuracy(2)], jit_compile=True)
+    model.compile(
+        "sgd",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[PerClassTopKAccuracy(2)],
+        jit_compile=True,
+    )
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     expected = brute_per_class(model.predict(x, verbose=0), y, 2, 5)
@@ -138,8 +146,11 @@ def test_fit_logs_the_macro_average(rng):
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [(dict(k=0), "must be >= 1"), (dict(k=1.5), "must be an integer"),
-     (dict(num_classes=0), "must be >= 1")],
+    [
+        (dict(k=0), "must be >= 1"),
+        (dict(k=1.5), "must be an integer"),
+        (dict(num_classes=0), "must be >= 1"),
+    ],
 )
 def test_bad_configuration_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -214,7 +214,10 @@ def test_multi_equals_separate_metrics_and_keeps_the_order_of_ks(rng):
 def test_key_format_names_the_entries():
     multi = MultiTopKAccuracy(ks=(1, 3), key_format="head_a_top{k}")
     multi.update_state([0], [[1.0, 0.0, 0.5]])
-    assert {key: float(v) for key, v in multi.result().items()} == {"head_a_top1": 1.0, "head_a_top3": 1.0}
+    assert {key: float(v) for key, v in multi.result().items()} == {
+        "head_a_top1": 1.0,
+        "head_a_top3": 1.0,
+    }
 
 
 def test_precision_of_scores_and_dtype_of_state(rng):
@@ -224,13 +227,17 @@ def test_precision_of_scores_and_dtype_of_state(rng):
     for dtype in ("float16", "float32", "float64"):
         # Half precision may merge near-equal scores: the reference sees the rounded values.
         rounded = x.astype(dtype)
-        np.testing.assert_array_equal(numpy_of(topk_hits(y, rounded, 2)), reference_hits(rounded, y, 2))
+        np.testing.assert_array_equal(
+            numpy_of(topk_hits(y, rounded, 2)), reference_hits(rounded, y, 2)
+        )
     metric = TopKAccuracy(2, dtype="float64")
     metric.update_state(y, x)
     # JAX without x64 has no float64: the state then has the widest float the backend has.
     widest = keras.backend.standardize_dtype(keras.ops.zeros((), "float64").dtype)
     assert keras.backend.standardize_dtype(metric.result().dtype) == widest
-    assert float(metric.result()) == pytest.approx(expected.mean(), rel=1e-12 if widest == "float64" else 1e-6)
+    assert float(metric.result()) == pytest.approx(
+        expected.mean(), rel=1e-12 if widest == "float64" else 1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -289,7 +296,9 @@ def test_mismatched_inputs_raise(rng):
 )
 def test_config_round_trip(metric, rng):
     config = metric.get_config()
-    init_args = set(type(metric).__init__.__code__.co_varnames[1 : type(metric).__init__.__code__.co_argcount])
+    init_args = set(
+        type(metric).__init__.__code__.co_varnames[1 : type(metric).__init__.__code__.co_argcount]
+    )
     assert set(config) == init_args
     x = tied_scores(rng, (10, 6))
     y = rng.integers(0, 6, 10)
@@ -305,7 +314,9 @@ def test_config_round_trip(metric, rng):
             m.update_state(y, x)
         a, b = metric.result(), clone.result()
         if isinstance(a, dict):
-            assert {key: float(v) for key, v in a.items()} == {key: float(v) for key, v in b.items()}
+            assert {key: float(v) for key, v in a.items()} == {
+                key: float(v) for key, v in b.items()
+            }
         else:
             assert float(a) == float(b)
 
@@ -364,7 +375,9 @@ def test_fit_and_evaluate_with_jit_compile_log_every_k_from_one_entry(rng):
     assert callbacks[1].monitor_op is keras.ops.greater
     for prefix in ("", "val_"):
         for k in (1, 2, 5):
-            assert history[f"{prefix}top{k}_accuracy"] == pytest.approx(history[f"{prefix}single{k}"], abs=1e-7)
+            assert history[f"{prefix}top{k}_accuracy"] == pytest.approx(
+                history[f"{prefix}single{k}"], abs=1e-7
+            )
     logs = model.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
     scores = model.predict(x, batch_size=32, verbose=0)
     for k in (1, 2, 5):
@@ -421,13 +434,22 @@ def test_a_log_key_claimed_twice_raises_instead_of_being_overwritten(mode, rng):
         [TopKAccuracy(5), MultiTopKAccuracy(ks=(1, 2, 5))],
         [MultiTopKAccuracy(ks=(1, 5)), TopKAccuracy(5)],
         [MultiTopKAccuracy(ks=(1, 5)), MultiTopKAccuracy(ks=(5, 10), name="other")],
-        [MultiTopKAccuracy(ks=(1,)), keras_topk.metrics.CandidatesForCoverage(
-            (0.9,), key_format="top1_accuracy{percent}"), TopKAccuracy(1)],
+        [
+            MultiTopKAccuracy(ks=(1,)),
+            keras_topk.metrics.CandidatesForCoverage((0.9,), key_format="top1_accuracy{percent}"),
+            TopKAccuracy(1),
+        ],
     ):
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
-        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=metrics, jit_compile=mode == "jit")
-        with pytest.raises(ValueError, match="Two metrics would log the same key 'top[15]_accuracy'"):
+        model.compile(
+            "sgd",
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=metrics,
+            jit_compile=mode == "jit",
+        )
+        with pytest.raises(
+            ValueError, match="Two metrics would log the same key 'top[15]_accuracy'"
+        ):
             model.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
@@ -436,13 +458,24 @@ def test_repeated_names_and_distinct_keys_still_log_every_value(rng):
     y = rng.integers(0, 6, 32)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
     model.compile(
-        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True,
-        metrics=[TopKAccuracy(5), TopKAccuracy(5), MultiTopKAccuracy(ks=(1, 2)),
-                 MultiTopKAccuracy(ks=(5,), key_format="multi_top{k}", name="m2")],
+        "sgd",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+        metrics=[
+            TopKAccuracy(5),
+            TopKAccuracy(5),
+            MultiTopKAccuracy(ks=(1, 2)),
+            MultiTopKAccuracy(ks=(5,), key_format="multi_top{k}", name="m2"),
+        ],
     )
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
-    assert {"top5_accuracy", "top5_accuracy_1", "top1_accuracy", "top2_accuracy",
-            "multi_top5"} <= set(logs)
+    assert {
+        "top5_accuracy",
+        "top5_accuracy_1",
+        "top1_accuracy",
+        "top2_accuracy",
+        "multi_top5",
+    } <= set(logs)
     assert logs["top5_accuracy"] == logs["top5_accuracy_1"] == logs["multi_top5"]
     # Eager updates by hand on the same arrays log nothing and are not refused.
     s = model.predict(x, verbose=0)

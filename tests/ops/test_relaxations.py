@@ -10,7 +10,9 @@ from tests.references import numpy_topk
 def test_matches_numpy_formula(distribution, beta):
     v = np.linspace(-5, 5, 101)
     ours = np.asarray(comparator_weight(v, distribution, beta, 0.5))
-    np.testing.assert_allclose(ours, numpy_topk.cdf(v, distribution, beta, 0.5), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        ours, numpy_topk.cdf(v, distribution, beta, 0.5), rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("distribution", DISTRIBUTIONS)

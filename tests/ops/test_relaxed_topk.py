@@ -10,7 +10,9 @@ NETWORKS = ("splitter_selection", "bitonic", "odd_even")
 
 def distinct_scores(rng, b, n, scale=1.0):
     # Well-separated, distinct scores so the hard ranking is unambiguous.
-    return np.stack([rng.permutation(n) for _ in range(b)]).astype(np.float64) * scale + rng.uniform(0, 0.1, (b, n))
+    return np.stack([rng.permutation(n) for _ in range(b)]).astype(
+        np.float64
+    ) * scale + rng.uniform(0, 0.1, (b, n))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -27,7 +29,11 @@ def test_infinite_steepness_gives_the_hard_topk(method, n, k, rng):
 @pytest.mark.parametrize("n,k", [(6, 2), (13, 5)])
 def test_networks_match_dense_float64_layer_products(method, distribution, n, k, rng):
     x = rng.normal(size=(3, n)) * 2
-    a = np.asarray(soft_topk(x, k, method=method, inverse_temperature=0.7, distribution=distribution, art_lambda=0.3))
+    a = np.asarray(
+        soft_topk(
+            x, k, method=method, inverse_temperature=0.7, distribution=distribution, art_lambda=0.3
+        )
+    )
     ref = np.stack([numpy_topk.attribution(row, k, method, 0.7, distribution, 0.3) for row in x])
     np.testing.assert_allclose(a, ref, rtol=1e-10, atol=1e-12)
 
@@ -126,7 +132,9 @@ def test_xla_matches_eager(method, rng):
 
     x = rng.normal(size=(4, 16)).astype("float32")
     fn = tf.function(lambda v: soft_topk(v, 5, method=method), jit_compile=True)
-    np.testing.assert_allclose(fn(x).numpy(), np.asarray(soft_topk(x, 5, method=method)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        fn(x).numpy(), np.asarray(soft_topk(x, 5, method=method)), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.reference
@@ -138,9 +146,13 @@ def test_attribution_matches_the_reference(method, distribution, rng):
 
     n, k = 13, 5
     x = rng.normal(size=(4, n)).astype("float32")
-    loss = difftopk_reference.reference_loss(n, (0.2,) * 5, method, 0.7, distribution, 0.5, None, "sm")
+    loss = difftopk_reference.reference_loss(
+        n, (0.2,) * 5, method, 0.7, distribution, 0.5, None, "sm"
+    )
     _, ref = loss.top_k_net(torch.tensor(x))
-    ours = np.asarray(soft_topk(x, k, method=method, inverse_temperature=0.7, distribution=distribution))
+    ours = np.asarray(
+        soft_topk(x, k, method=method, inverse_temperature=0.7, distribution=distribution)
+    )
     np.testing.assert_allclose(ours, ref.numpy()[:, :, ::-1], rtol=1e-5, atol=1e-6)
 
 
@@ -171,7 +183,9 @@ def test_soft_topk_runs_under_the_torch_backend_for_every_method():
     )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "KERAS_BACKEND": "torch"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
 
@@ -179,9 +193,13 @@ def test_soft_topk_runs_under_the_torch_backend_for_every_method():
     assert out.pop("inf") is True
     x = np.random.default_rng(0).normal(size=(3, 13))
     for method in NETWORKS:
-        ref = np.stack([numpy_topk.attribution(row, 4, method, 0.7, "logistic_phi", 0.5) for row in x])
+        ref = np.stack(
+            [numpy_topk.attribution(row, 4, method, 0.7, "logistic_phi", 0.5) for row in x]
+        )
         np.testing.assert_allclose(np.array(out[method]), ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(
-        np.array(out["neuralsort"]), np.stack([numpy_topk.neuralsort_attribution(r, 4, 1 / 0.7) for r in x]),
-        rtol=1e-9, atol=1e-12,
+        np.array(out["neuralsort"]),
+        np.stack([numpy_topk.neuralsort_attribution(r, 4, 1 / 0.7) for r in x]),
+        rtol=1e-9,
+        atol=1e-12,
     )

@@ -3,8 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from keras_topk.ops import build_network
-from keras_topk.ops import sorting_networks
+from keras_topk.ops import build_network, sorting_networks
 from tests.references import difftopk_reference
 
 
@@ -34,7 +33,9 @@ def test_sorting_networks_sort_every_binary_input(kind, n):
     np.testing.assert_array_equal(net.apply_hard(x), np.sort(x, axis=1))
 
 
-@pytest.mark.parametrize("kind,n,k", [("splitter_selection", 37, 5), ("bitonic", 100, 5), ("odd_even", 20, 3)])
+@pytest.mark.parametrize(
+    "kind,n,k", [("splitter_selection", 37, 5), ("bitonic", 100, 5), ("odd_even", 20, 3)]
+)
 def test_networks_select_top_k_of_random_real_inputs(kind, n, k, rng):
     net = build_network(kind, n, k)
     x = rng.normal(size=(200, n))
@@ -58,7 +59,9 @@ def test_network_sizes_match_the_paper(kind, n, k, layers, comparators):
         assert net.num_comparators == comparators
 
 
-@pytest.mark.parametrize("kind,n,k", [("splitter_selection", 50, 5), ("bitonic", 21, 5), ("odd_even", 9, 3)])
+@pytest.mark.parametrize(
+    "kind,n,k", [("splitter_selection", 50, 5), ("bitonic", 21, 5), ("odd_even", 9, 3)]
+)
 def test_layers_hold_disjoint_ordered_comparators_and_consistent_wire_tables(kind, n, k):
     net = build_network(kind, n, k)
     for layer in net.layers:
@@ -90,7 +93,15 @@ def test_invalid_network_arguments():
 
 @pytest.mark.reference
 @pytest.mark.skipif(not difftopk_reference.available(), reason="difftopk and torch not installed")
-@pytest.mark.parametrize("kind,n,k", [("splitter_selection", 16, 5), ("splitter_selection", 100, 5), ("bitonic", 13, 3), ("bitonic", 32, 5)])
+@pytest.mark.parametrize(
+    "kind,n,k",
+    [
+        ("splitter_selection", 16, 5),
+        ("splitter_selection", 100, 5),
+        ("bitonic", 13, 3),
+        ("bitonic", 32, 5),
+    ],
+)
 def test_layouts_match_the_reference(kind, n, k):
     import contextlib
     import io
@@ -98,7 +109,11 @@ def test_layouts_match_the_reference(kind, n, k):
     with contextlib.redirect_stdout(io.StringIO()):
         from difftopk import networks as dn
 
-        ref = dn.sparse_splitter_selection_network(n, k) if kind == "splitter_selection" else dn.sparse_bitonic_network(n)
+        ref = (
+            dn.sparse_splitter_selection_network(n, k)
+            if kind == "splitter_selection"
+            else dn.sparse_bitonic_network(n)
+        )
     net = build_network(kind, n, k)
     assert len(ref) == len(net.layers)
     for (split_a, split_b, comb_min, comb_max, *_), ours in zip(ref, net.comparators()):
@@ -122,7 +137,11 @@ def _run_plan_hard(plan, values):
             state = state[step.rows]
         elif isinstance(step, sorting_networks.StrideStep):
             end = step.offset + step.blocks * 2 * step.span
-            region = state[step.offset : end].reshape((step.blocks, 2, step.span) + state.shape[1:]).copy()
+            region = (
+                state[step.offset : end]
+                .reshape((step.blocks, 2, step.span) + state.shape[1:])
+                .copy()
+            )
             lo, hi = region[:, 0].copy(), region[:, 1].copy()
             keep = step.keep.reshape(step.keep.shape + (1,) * (state.ndim - 1))
             desc = step.descending.reshape(keep.shape)
@@ -143,7 +162,9 @@ def test_execution_plan_computes_what_the_network_computes(kind, n, k, rng):
     plan = sorting_networks.execution_plan(kind, n, k)
     net = sorting_networks.build_network(kind, n, k)
     x = rng.normal(size=(n, 30))
-    expected = net.apply_hard(x.T).T[n - 1 : n - 1 - k : -1] if k < n else net.apply_hard(x.T).T[::-1]
+    expected = (
+        net.apply_hard(x.T).T[n - 1 : n - 1 - k : -1] if k < n else net.apply_hard(x.T).T[::-1]
+    )
     np.testing.assert_array_equal(_run_plan_hard(plan, x), expected)
     # And it ranks: the top k of each column in descending order.
     np.testing.assert_array_equal(_run_plan_hard(plan, x), -np.sort(-x, axis=0)[:k])

@@ -14,7 +14,10 @@ def enumerated(x, k):
     """log e_0..e_k of exp(x) (1-D, float64) by summing over every i-subset."""
     n = len(x)
     return np.array(
-        [logsumexp([x[list(s)].sum() for s in itertools.combinations(range(n), i)]) for i in range(k + 1)]
+        [
+            logsumexp([x[list(s)].sum() for s in itertools.combinations(range(n), i)])
+            for i in range(k + 1)
+        ]
     )
 
 
@@ -53,14 +56,20 @@ def test_docstring_example_and_shift_identity(rng):
 def test_float64_gradients_equal_inclusion_probabilities(n, k, rng):
     x = rng.normal(size=(2, n)) * 2
     for i in range(1, k + 1):
-        _, g = autodiff.value_and_grad(lambda v: keras.ops.sum(log_elementary_symmetric(v, k)[:, i]), x)
-        np.testing.assert_allclose(g, [enumerated_gradient(row, i) for row in x], rtol=1e-10, atol=1e-12)
+        _, g = autodiff.value_and_grad(
+            lambda v: keras.ops.sum(log_elementary_symmetric(v, k)[:, i]), x
+        )
+        np.testing.assert_allclose(
+            g, [enumerated_gradient(row, i) for row in x], rtol=1e-10, atol=1e-12
+        )
 
 
 def test_float64_gradient_matches_finite_differences_of_the_enumeration(rng):
     x = rng.normal(size=7)
     weights = rng.normal(size=5)  # a random combination of log e_0..e_4
-    _, g = autodiff.value_and_grad(lambda v: keras.ops.sum(log_elementary_symmetric(v, 4) * weights), x)
+    _, g = autodiff.value_and_grad(
+        lambda v: keras.ops.sum(log_elementary_symmetric(v, 4) * weights), x
+    )
     h = 1e-5
     fd = np.array(
         [
@@ -103,12 +112,14 @@ def test_large_and_minus_infinite_inputs_stay_finite(rng):
     # finite number with zero gradient.
     x = np.array([[0.5, -np.inf, 1.0, 2.0, -np.inf], [-np.inf] * 5])
     for k in (2, 4):
-        value, g = autodiff.value_and_grad(lambda v: keras.ops.sum(log_elementary_symmetric(v, k)), x)
+        value, g = autodiff.value_and_grad(
+            lambda v: keras.ops.sum(log_elementary_symmetric(v, k)), x
+        )
         out = np.asarray(log_elementary_symmetric(x, k))
         assert np.all(np.isfinite(out)) and np.all(np.isfinite(g))
         finite = enumerated(np.array([0.5, 1.0, 2.0]), min(k, 3))
         np.testing.assert_allclose(out[0, : len(finite)], finite, rtol=1e-12)
-        assert np.all(out[0, len(finite):] <= lowest_log("float64"))
+        assert np.all(out[0, len(finite) :] <= lowest_log("float64"))
         assert np.all(out[1, 1:] <= lowest_log("float64")) and out[1, 0] == 0
         assert np.all(g[:, [1, 4]] == 0) and np.all(g[1] == 0)
     big = (rng.normal(size=(3, 300)) * 1e4).astype("float32")
@@ -125,7 +136,9 @@ def test_leading_axes_and_dtypes(rng):
     x = rng.normal(size=(2, 3, 6))
     out = np.asarray(log_elementary_symmetric(x, 4))
     assert out.shape == (2, 3, 5)
-    np.testing.assert_allclose(out.reshape(6, 5), np.asarray(log_elementary_symmetric(x.reshape(6, 6), 4)))
+    np.testing.assert_allclose(
+        out.reshape(6, 5), np.asarray(log_elementary_symmetric(x.reshape(6, 6), 4))
+    )
     assert keras.backend.standardize_dtype(log_elementary_symmetric(x, 2).dtype) == "float64"
     for half in ("float16", "bfloat16"):
         y = log_elementary_symmetric(keras.ops.cast(x, half), 2)
