@@ -23,8 +23,6 @@ import pkgutil
 import posixpath
 import re
 
-from mkdocs.structure.files import File
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ASSETS = ("benchmarks/results",)  # folders whose images the site carries
 _INCLUDE = re.compile(r"^<!-- include (?P<path>[^:>]+?)(?:: (?P<heading>.+?))? -->$", re.M)
@@ -33,6 +31,9 @@ _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
 def on_files(files, config):
+    # Imported here: tests read this module's API-page helpers without the `docs` extra installed.
+    from mkdocs.structure.files import File
+
     for folder in ASSETS:
         for path in sorted((ROOT / folder).glob("*.png")):
             src = path.relative_to(ROOT).as_posix()
