@@ -48,6 +48,15 @@ __all__ = ["Config", "TopKLoss", "per_sample_losses", "takes_config"]
 class Config:
     """Base of the losses' frozen configurations: validated once, passed by name."""
 
+    @classmethod
+    def of(cls, arguments):
+        """Builds the configuration from its fields' entries in ``arguments``.
+
+        A loss's constructor passes its ``locals()``: the arguments are listed
+        once, in its signature, and reach the configuration by name.
+        """
+        return cls(**{f.name: arguments[f.name] for f in dataclasses.fields(cls)})
+
     def as_kwargs(self):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 

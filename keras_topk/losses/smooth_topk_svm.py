@@ -29,6 +29,7 @@ autodiff through it is the exact gradient.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -91,15 +92,11 @@ def smooth_topk_svm(
     1.1369
     """
     config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
-    return per_sample_losses(
-        y_true,
-        y_pred,
-        lambda s, y, _: _smooth_topk_svm_2d(s, y, config),
-        check_classes=config.check_classes,
-    )
+    maths = functools.partial(_smooth_topk_svm_2d, config=config)
+    return per_sample_losses(y_true, y_pred, maths, check_classes=config.check_classes)
 
 
-def _smooth_topk_svm_2d(s, y, config):
+def _smooth_topk_svm_2d(s, y, _rows, config):
     k, tau, alpha = config.k, config.tau, config.alpha
     n = int(s.shape[-1])
     # One top_k (the slowest op here on CPU) serves the split, t_k and the switch.

@@ -225,13 +225,5 @@ class TopKCrossEntropy(TopKLoss):
         name: str = "topk_cross_entropy",
         dtype: Any = None,
     ) -> None:
-        config = TopKCrossEntropyConfig(
-            p_k=p_k,
-            method=method,
-            inverse_temperature=inverse_temperature,
-            distribution=distribution,
-            art_lambda=art_lambda,
-            m=m,
-            top1_mode=top1_mode,
-        )
+        config = TopKCrossEntropyConfig.of(locals())
         super().__init__(config, name=name, reduction=reduction, dtype=dtype)

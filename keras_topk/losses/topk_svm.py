@@ -1,6 +1,7 @@
 """The hard top-k SVM: ``max(0, alpha + (t_k - s_y) / k)``, ``t_k`` the k-th largest other score."""
 
 import dataclasses
+import functools
 from typing import Any
 
 import keras
@@ -39,15 +40,11 @@ def topk_svm(y_true: Any, y_pred: Any, *, k: int = 5, alpha: float = 1.0) -> Any
     0.75
     """
     config = TopKSVMConfig(k=k, alpha=alpha)
-    return per_sample_losses(
-        y_true,
-        y_pred,
-        lambda s, y, _: _topk_svm_2d(s, y, config),
-        check_classes=config.check_classes,
-    )
+    maths = functools.partial(_topk_svm_2d, config=config)
+    return per_sample_losses(y_true, y_pred, maths, check_classes=config.check_classes)
 
 
-def _topk_svm_2d(s, y, config):
+def _topk_svm_2d(s, y, _rows, config):
     k = config.k
     _, _, ranked = ranking.ranked_others(s, y, k, ranks=(k - 1,))
     return ops.relu(config.alpha + (ranked[k - 1] - ranking.label_score(s, y)) / k)

@@ -406,16 +406,7 @@ class TopKTransitionLoss(TopKLoss):
         name: str = "topk_transition",
         dtype: Any = None,
     ) -> None:
-        config = TransitionConfig(
-            k=k,
-            transition=transition,
-            weight=weight,
-            group=group,
-            weight_start=weight_start,
-            weight_end=weight_end,
-            transition_steps=transition_steps,
-            momentum=momentum,
-        )
+        config = TransitionConfig.of(locals())
         super().__init__(config, name=name, reduction=reduction, dtype=dtype)
         initial = self.weight if self.transition == "constant" else self.weight_start
         self.state = TransitionState(initial_weight=initial, name=f"{self.name}_weight")

@@ -40,33 +40,17 @@ class TransitionState(keras.metrics.Metric):
     def __init__(self, initial_weight=0.0, name="topk_transition_weight", **kwargs):
         super().__init__(name=name, **kwargs)
         self._owner = None
-        self.weight = self.add_variable(
-            shape=(),
-            initializer=keras.initializers.Constant(float(initial_weight)),
-            dtype="float32",
-            aggregation="only_first_replica",
-            name="weight",
-        )
-        self.steps = self.add_variable(
-            shape=(),
-            initializer="zeros",
-            dtype="int32",
-            aggregation="only_first_replica",
-            name="steps",
-        )
-        self.accuracy = self.add_variable(
-            shape=(),
-            initializer="zeros",
-            dtype="float32",
-            aggregation="only_first_replica",
-            name="accuracy",
-        )
-        self.batch_accuracy = self.add_variable(
-            shape=(),
-            initializer="zeros",
-            dtype="float32",
-            aggregation="mean",
-            name="batch_accuracy",
+        weight = keras.initializers.Constant(float(initial_weight))
+        self.weight = self._scalar("weight", "float32", weight)
+        self.steps = self._scalar("steps", "int32")
+        self.accuracy = self._scalar("accuracy", "float32")
+        # The batch's accuracy is the mean over replicas; the schedule itself is
+        # computed once, on the first replica's copy.
+        self.batch_accuracy = self._scalar("batch_accuracy", "float32", aggregation="mean")
+
+    def _scalar(self, name, dtype, initializer="zeros", aggregation="only_first_replica"):
+        return self.add_variable(
+            shape=(), initializer=initializer, dtype=dtype, aggregation=aggregation, name=name
         )
 
     def claim(self, model, loss_name):
