@@ -73,11 +73,10 @@ class TransitionState(keras.metrics.Metric):
         return [self.weight, self.steps, self.accuracy, self.batch_accuracy]
 
     def update_state(self, *args, **kwargs):
-        # Updated by TopKTransitionLoss and TransitionCallback, not by Keras.
-        pass
+        """Does nothing: the loss and `TransitionCallback` advance the schedule, not Keras."""
 
     def reset_state(self):
-        pass
+        """Does nothing: Keras resets metrics every epoch, and the schedule must carry on."""
 
     def result(self):
         # A copy: JAX donates the state buffers to the next step, and logs
