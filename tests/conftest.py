@@ -1,6 +1,7 @@
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# 3, not 2: the full `tensorflow` wheel logs "E0000 ... cuInit" on a CPU machine at ERROR level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
