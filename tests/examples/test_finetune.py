@@ -136,12 +136,13 @@ def test_finetune_killed_with_sigkill_resumes_without_losing_a_finished_epoch(tm
     out = tmp_path / "run"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     command = [sys.executable, "-m", "examples.finetune", *argv(out, "--no-export", "--loss", "ce")]
+    log = tmp_path / "finetune.log"
     process = subprocess.Popen(
         command + ["--epochs", "1000"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
     )
     metadata = out / "backup" / "training_metadata.json"
     deadline = time.time() + 300
@@ -151,7 +152,10 @@ def test_finetune_killed_with_sigkill_resumes_without_losing_a_finished_epoch(tm
                 break
             time.sleep(0.05)
         else:
-            pytest.fail("no backup of epoch 2 appeared")
+            pytest.fail(
+                f"no backup of epoch 2 appeared (exit code {process.poll()}); the run's stderr "
+                f"ends with:\n{log.read_text()[-3000:]}"
+            )
         process.send_signal(signal.SIGKILL)
         process.wait()
     finally:
