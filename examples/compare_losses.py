@@ -247,17 +247,24 @@ def run_study(
                     index,
                     json.dumps(setting.as_dict(), sort_keys=True),
                 )
-                cell = store.get(*key)
-                if cell is None:
-                    train, val, _, _ = data.get(condition, TUNING_SEED)
-                    _, info = trainer.fit(setting, train, val, TUNING_SEED)
-                    cell = store.put(info, *key)
+                cell = store.get(*key) or store.put(tuning_cell(setting), *key)
                 progress.update(f"{condition.name}: tuning {loss} {setting.describe()}")
                 return cell["validation_score"]
 
-            grid = grids[loss]
-            position = {id(setting): index for index, setting in enumerate(grid)}
-            best, scores = study.tune(list(grid), lambda s: validation_run(s, position[id(s)]))
+            def tuning_cell(setting):
+                train, val, _, _ = data.get(condition, TUNING_SEED)
+                return trainer.fit(setting, train, val, TUNING_SEED)[1]
+
+            def test_cell(seed):
+                train, val, (x_test, y_test), _ = data.get(condition, seed)
+                params, info = trainer.fit(best, train, val, seed)
+                return {
+                    **info,
+                    **evaluate_scores(trainer.forward(params, x_test), y_test, num_classes),
+                }
+
+            grid = list(grids[loss])
+            best, scores = study.tune(grid, lambda s: validation_run(s, grid.index(s)))
             tuned[condition.name][loss] = {
                 "chosen": best.as_dict(),
                 "grid": [{**s.as_dict(), "validation_score": v} for s, v in zip(grid, scores)],
@@ -271,17 +278,7 @@ def run_study(
                     seed,
                     json.dumps(best.as_dict(), sort_keys=True),
                 )
-                cell = store.get(*key)
-                if cell is None:
-                    train, val, (x_test, y_test), _ = data.get(condition, seed)
-                    params, info = trainer.fit(best, train, val, seed)
-                    cell = store.put(
-                        {
-                            **info,
-                            **evaluate_scores(trainer.forward(params, x_test), y_test, num_classes),
-                        },
-                        *key,
-                    )
+                cell = store.get(*key) or store.put(test_cell(seed), *key)
                 progress.update(f"{condition.name}: {loss} seed {seed}")
                 runs.append(cell)
             per_seed[condition.name][loss] = runs
