@@ -73,3 +73,42 @@ def comparator_weight(
     raise ValueError(
         f"Unknown distribution {distribution!r}; expected one of {list(DISTRIBUTIONS)}."
     )
+
+
+def comparator_slope(
+    diff: Any, alpha: Any, distribution: str, inverse_temperature: Any, art_lambda: float = 0.5
+) -> Any:
+    """``d alpha / d diff`` for ``alpha = comparator_weight(diff, ...)``, elementwise.
+
+    Written out rather than left to autodiff so that a network's backward pass
+    (`keras_topk.ops.relaxed_topk`) is one expression per layer; ``alpha`` is
+    the forward value, reused where the derivative is a function of it. At
+    points where a distribution is not differentiable (``|v| = 1/4`` for
+    "optimal", ``v = 0`` for "logistic_phi"'s ``|v|``) the one-sided value that
+    autodiff picks is used.
+    """
+    beta = inverse_temperature
+    if distribution == "logistic":
+        return beta * alpha * (1.0 - alpha)
+    if distribution == "logistic_phi":
+        magnitude = ops.abs(diff)
+        scale = magnitude + 1e-10
+        root = ops.sqrt(scale) if art_lambda == 0.5 else ops.power(scale, art_lambda)
+        # d/dv [v / (|v| + eps)^lambda] = (1 - lambda |v| / (|v| + eps)) / (|v| + eps)^lambda
+        inner = (1.0 - art_lambda * magnitude / scale) / root
+        return beta * alpha * (1.0 - alpha) * inner
+    v = diff * beta
+    if distribution == "gaussian":
+        return beta / math.sqrt(2.0 * math.pi) * ops.exp(-0.5 * v * v)
+    if distribution == "cauchy":
+        return beta / math.pi / (1.0 + v * v)
+    if distribution == "reciprocal":
+        denominator = 2.0 + ops.abs(v)
+        return beta / (denominator * denominator)
+    if distribution == "optimal":
+        magnitude = ops.abs(v) + 1e-10
+        inside = ops.cast(ops.abs(v) <= 0.25, v.dtype)
+        return beta * (inside + (1.0 - inside) / (16.0 * magnitude * magnitude))
+    raise ValueError(
+        f"Unknown distribution {distribution!r}; expected one of {list(DISTRIBUTIONS)}."
+    )

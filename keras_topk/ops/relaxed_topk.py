@@ -115,6 +115,8 @@ def topk_attribution(scores, k, method, inverse_temperature, distribution, art_l
 def _comparator(lo, hi, distribution, beta, art_lambda, keep=None, descending=None):
     """Weights ``(p, q)`` of a comparator column: ``out_lo = p lo + q hi``, ``out_hi = q lo + p hi``.
 
+    Also returns the difference ``hi - lo`` it read (1 where masked) and ``alpha``.
+
     ``alpha = f(hi - lo)``; a comparator that writes the minimum to ``lo`` has
     ``p = alpha``, one that writes it to ``hi`` has ``p = 1 - alpha``; a masked
     one (``keep`` False) is the identity.
@@ -129,7 +131,7 @@ def _comparator(lo, hi, distribution, beta, art_lambda, keep=None, descending=No
         p, q = ops.where(descending, q, p), ops.where(descending, p, q)
     if keep is not None:
         p, q = ops.where(keep, p, ops.ones_like(p)), ops.where(keep, q, ops.zeros_like(q))
-    return p, q
+    return p, q, diff, alpha
 
 
 def _expand(w, v):
@@ -163,7 +165,7 @@ def _mix(lo: Any, hi: Any, p: Any, q: Any) -> tuple[Any, Any]:
     return p * lo + q * hi, q * lo + p * hi
 
 
-def _stride_masks(step, dtype_like):
+def _stride_masks(step):
     shape = (step.blocks, step.span, 1)
     keep = None if step.keep.all() else ops.convert_to_tensor(step.keep.reshape(shape))
     descending = (
@@ -183,66 +185,146 @@ def _permute(v, index):
 def _network_topk(x, network, k, beta, distribution, art_lambda, rows):
     """Runs the network's execution plan on wire-major state (wires, batch): reshapes, no element gathers.
 
-    With ``rows`` the rows are pushed forward with the scores; otherwise the
-    top-k columns of the identity are swept back through the layers' saved
-    weights (each layer is symmetric, so its transpose is itself).
+    With ``rows`` the rows are pushed forward with the scores (`_pushed_rows`);
+    otherwise the top-k columns of the identity are swept back through the
+    layers' saved weights (each layer is symmetric, so its transpose is itself).
     """
     plan = sorting_networks.execution_plan(network.kind, network.n, k)
-    states = [ops.transpose(x)] + ([] if rows is None else [ops.transpose(rows)])
-    if plan.pad:
-        states = [ops.pad(v, [[plan.pad, 0], [0, 0]]) for v in states]
+    relaxation = (distribution, beta, art_lambda)
+    if rows is not None:
+        return _pushed_rows(x, rows, plan, relaxation)
+    state = _padded(ops.transpose(x), plan)
     saved: list[Any] = []
     for step in plan.steps:
-        if isinstance(step, sorting_networks.PermStep):
-            states = [_permute(v, step.index) for v in states]
+        if _is_permutation(step):
+            state = _permute(state, _forward_index(step))
             saved.append(None)
             continue
-        if isinstance(step, sorting_networks.Compact):
-            states = [_permute(v, step.rows) for v in states]
-            saved.append(None)
-            continue
-        if isinstance(step, sorting_networks.StrideStep):
-            keep, descending = _stride_masks(step, states[0])
-            lo, hi, before, after = _stride_split(states[0], step)
-            p, q = _comparator(lo, hi, distribution, beta, art_lambda, keep, descending)
-            new = []
-            for v in states:
-                if v is not states[0]:
-                    lo, hi, before, after = _stride_split(v, step)
-                new.append(_stride_join(*_mix(lo, hi, p, q), before, after, step))
-            states = new
-        else:
-            c = step.count
-            lo, hi = states[0][:c], states[0][c : 2 * c]
-            p, q = _comparator(lo, hi, distribution, beta, art_lambda)
-            states = [
-                ops.concatenate([*_mix(v[:c], v[c : 2 * c], p, q), v[2 * c :]], axis=0)
-                for v in states
-            ]
+        lo, hi, around = _split(state, step)
+        p, q = _comparator(lo, hi, *relaxation, *_step_masks(step))[:2]
+        state = _join(*_mix(lo, hi, p, q), around, step)
         saved.append((p, q))
-    if rows is not None:
-        return ops.transpose(_permute(states[1], plan.top))
     # Columns of the identity for the rank-ordered top wires, in the final row order.
     eye = np.zeros((plan.wires, k), dtype=np.float32)
     eye[plan.top, np.arange(k)] = 1.0
     state = ops.broadcast_to(ops.cast(eye, x.dtype)[:, None, :], (plan.wires, ops.shape(x)[0], k))
     for step, weights in zip(reversed(plan.steps), reversed(saved)):
-        if isinstance(step, sorting_networks.PermStep):
-            state = _permute(state, step.inverse)
-        elif isinstance(step, sorting_networks.Compact):
-            # Back among the dropped rows, whose attribution to the top k is zero.
-            state = _permute(
-                ops.concatenate([state, ops.zeros_like(state[:1])], axis=0), step.expand
-            )
-        elif isinstance(step, sorting_networks.StrideStep):
-            lo, hi, before, after = _stride_split(state, step)
-            state = _stride_join(*_mix(lo, hi, *weights), before, after, step)
-        else:
-            c = step.count
-            state = ops.concatenate(
-                [*_mix(state[:c], state[c : 2 * c], *weights), state[2 * c :]], axis=0
-            )
+        if _is_permutation(step):
+            state = _permute_back(state, step)
+            continue
+        lo, hi, around = _split(state, step)
+        state = _join(*_mix(lo, hi, *weights), around, step)
     return ops.transpose(state[plan.pad :], (1, 0, 2))
+
+
+def _pushed_rows(x, rows, plan, relaxation):
+    """``rows^T A`` (b, k): the rows pushed forward through the network with the scores ``x``.
+
+    The backward pass is written out (a custom gradient): each layer's adjoint
+    is one expression in the weights, slopes and differences its forward pass
+    saved, where autodiff would take the comparator apart op by op. ``rows``
+    are labels and get no gradient.
+    """
+    distribution, beta, art_lambda = relaxation
+    rows = ops.stop_gradient(ops.cast(rows, x.dtype))
+
+    @ops.custom_gradient
+    def push(scores):
+        state_x = _padded(ops.transpose(scores), plan)
+        state_r = _padded(ops.transpose(rows), plan)
+        saved = []
+        for step in plan.steps:
+            if _is_permutation(step):
+                index = _forward_index(step)
+                state_x, state_r = _permute(state_x, index), _permute(state_r, index)
+                saved.append(None)
+                continue
+            keep, descending = _step_masks(step)
+            lo_x, hi_x, around_x = _split(state_x, step)
+            lo_r, hi_r, around_r = _split(state_r, step)
+            p, q, diff, alpha = _comparator(lo_x, hi_x, *relaxation, keep, descending)
+            # d p / d diff: the slope, negated where the comparator is flipped, 0 where masked.
+            slope = relaxations.comparator_slope(diff, alpha, distribution, beta, art_lambda)
+            if descending is not None:
+                slope = ops.where(descending, -slope, slope)
+            if keep is not None:
+                slope = ops.where(keep, slope, ops.zeros_like(slope))
+            saved.append((p, q, slope, lo_x - hi_x, lo_r - hi_r))
+            state_x = _join(*_mix(lo_x, hi_x, p, q), around_x, step)
+            state_r = _join(*_mix(lo_r, hi_r, p, q), around_r, step)
+        out = ops.transpose(_permute(state_r, plan.top))
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            # The output reads rows `plan.top` of the row state; the score state's final value is unused.
+            into = np.full(plan.wires, len(plan.top), dtype=np.int32)
+            into[plan.top] = np.arange(len(plan.top), dtype=np.int32)
+            g_upstream = ops.concatenate(
+                [ops.transpose(upstream), ops.zeros_like(ops.transpose(upstream)[:1])], axis=0
+            )
+            g_r = _permute(g_upstream, into)
+            g_x = ops.zeros_like(g_r)
+            for step, weights in zip(reversed(plan.steps), reversed(saved)):
+                if _is_permutation(step):
+                    g_x, g_r = _permute_back(g_x, step), _permute_back(g_r, step)
+                    continue
+                p, q, slope, delta_x, delta_r = weights
+                glo_x, ghi_x, around_x = _split(g_x, step)
+                glo_r, ghi_r, around_r = _split(g_r, step)
+                # out_lo = p lo + q hi, out_hi = q lo + p hi, q = 1 - p: the layer's matrix is
+                # symmetric, and d out / d p = +-(lo - hi) for both state rows.
+                d_p = (glo_x - ghi_x) * delta_x + (glo_r - ghi_r) * delta_r
+                d_diff = d_p * slope  # diff = hi - lo
+                new_lo_x, new_hi_x = _mix(glo_x, ghi_x, p, q)
+                g_x = _join(new_lo_x - d_diff, new_hi_x + d_diff, around_x, step)
+                g_r = _join(*_mix(glo_r, ghi_r, p, q), around_r, step)
+            return ops.transpose(g_x[plan.pad :])
+
+        return out, grad
+
+    return push(x)
+
+
+def _padded(state, plan):
+    return ops.pad(state, [[plan.pad, 0], [0, 0]]) if plan.pad else state
+
+
+def _is_permutation(step):
+    return isinstance(step, (sorting_networks.PermStep, sorting_networks.Compact))
+
+
+def _forward_index(step):
+    return step.index if isinstance(step, sorting_networks.PermStep) else step.rows
+
+
+def _permute_back(state, step):
+    """The transpose of a permutation step: a PermStep's inverse, or a Compact's expansion among zero rows."""
+    if isinstance(step, sorting_networks.PermStep):
+        return _permute(state, step.inverse)
+    # Back among the dropped rows, whose adjoint is zero.
+    return _permute(ops.concatenate([state, ops.zeros_like(state[:1])], axis=0), step.expand)
+
+
+def _step_masks(step):
+    if isinstance(step, sorting_networks.StrideStep):
+        return _stride_masks(step)
+    return None, None
+
+
+def _split(state, step):
+    """``(lo, hi, around)`` of a comparator step: the rows it reads, and the untouched rest."""
+    if isinstance(step, sorting_networks.StrideStep):
+        lo, hi, before, after = _stride_split(state, step)
+        return lo, hi, (before, after)
+    c = step.count
+    return state[:c], state[c : 2 * c], state[2 * c :]
+
+
+def _join(lo, hi, around, step):
+    if isinstance(step, sorting_networks.StrideStep):
+        return _stride_join(lo, hi, *around, step)
+    return ops.concatenate([lo, hi, around], axis=0)
 
 
 def _neuralsort_topk(s, k, tau):
