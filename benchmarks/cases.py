@@ -1,8 +1,10 @@
 """The benchmark grid: which loss, with which arguments, at which batch size and number of classes."""
 
 import dataclasses
+import functools
 
 import keras
+from keras import ops
 
 import keras_topk
 
@@ -50,6 +52,11 @@ class Case:
             return f"TopKSVM k={p['k']}"
         if self.loss == "topk_transition":
             return f"TopKTransitionLoss k={p['k']}, {p['group']} group"
+        if self.loss == "selection":
+            return (
+                f"floor: the label and the top {p['count']} other scores alone "
+                "(top_k + gather, with gradient)"
+            )
         raise ValueError(self.loss)
 
     @property
@@ -70,6 +77,8 @@ class Case:
             return keras_topk.losses.TopKSVM(**p)
         if self.loss == "topk_transition":
             return keras_topk.losses.TopKTransitionLoss(transition="constant", **p)
+        if self.loss == "selection":
+            return functools.partial(_selection, count=p["count"])
         raise ValueError(self.loss)
 
     def as_dict(self):
@@ -82,6 +91,14 @@ class Case:
             "batch": self.batch,
             "classes": self.classes,
         }
+
+
+def _selection(y_true, y_pred, count):
+    """What TopKCrossEntropy with ``m = count + 1`` does before ranking anything: the floor of its cost."""
+    from keras_topk.ops import ranking
+
+    labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    return ops.mean(ranking.label_and_top_others(y_pred, labels, count + 1))
 
 
 def _short(v):
@@ -151,6 +168,8 @@ def loss_grid(quick=False):
         cases.append(topk_ce("imagenet", b, n, method=method))
     for method in ("splitter_selection", "bitonic", "neuralsort", "softsort"):
         cases.append(topk_ce("imagenet", b, n, method=method, m=None))
+    # The floor of every m=16 row: exact top-15 selection, as the reference's torch.topk.
+    cases.append(Case("imagenet", "selection", (("count", 15),), b, n))
     cases.append(smooth_svm("imagenet", b, n, k=5, tau=1.0))
     cases.append(smooth_svm("imagenet", b, n, k=5, tau=0.1))
     cases.append(Case("imagenet", "topk_svm", (("k", 5),), b, n))

@@ -71,6 +71,42 @@ def _cell(row, goal):
     )
 
 
+SELECTION = "selection(count=15)@b=512,n=1000"
+
+
+def _quiet(payload):
+    """What the load average says about the milliseconds (the ratios are interleaved either way)."""
+    m = payload.get("machine", {})
+    loads = [m.get("load_average_at_start") or [0], m.get("load_average_at_end") or [0]]
+    cpus = m.get("logical_cpus") or 1
+    if max(load[0] for load in loads) <= cpus:
+        return "The machine was otherwise idle: the milliseconds are the machine's own."
+    return (
+        "The machine was shared with other jobs, so absolute milliseconds are inflated; the ratios come "
+        "from interleaved calls and passed the CE check."
+    )
+
+
+def floor_line(suites):
+    """The cost of the exact top-15 selection alone, which bounds every m=16 row from below."""
+    cells = []
+    for name, title in (("losses", "TensorFlow"), ("losses.jax", "JAX")):
+        row = _rows(suites.get(name, {})).get(SELECTION)
+        if row and "ratio_to_ce" in row:
+            cells.append(f"{row['ratio_to_ce']:.1f}x CE under {title} ({row['ms']:.2f} ms)")
+    if not cells:
+        return None
+    return (
+        "**The floor of the ImageNet row.** With m = 16, TopKCrossEntropy first picks the label and the 15 "
+        "highest other scores, exactly (the reference's `torch.topk`), before any relaxed ranking. That "
+        "selection alone (`top_k` over 1000 classes plus the gather's gradient, the `floor:` row below) takes "
+        + " and ".join(cells)
+        + " in the same run: on XLA:CPU `top_k` is a per-row partial sort, and no vectorised selection we "
+        "tried (chunk maxima, iterated argmax, a bitonic top-k network) was faster once the indices that the "
+        "gradient needs are kept."
+    )
+
+
 def _load(payload):
     m = payload.get("machine", {})
     return f"{m.get('load_average_at_start')} at start, {m.get('load_average_at_end')} at end"
@@ -91,34 +127,44 @@ def goal_table(suites):
         lines.append(
             f"| {setting} | {goals} | {tf_cell} | {tf_verdict} | {jax_cell} | {jax_verdict} |"
         )
-    memory = suites.get("memory")
-    if memory:
-        by = {
-            (r["loss"], r["classes"], r.get("xla")): r
-            for r in memory["rows"]
-            if "steady_increment_mib" in r
-        }
-        ce = by.get(("cross_entropy", 10450, True))
-        ours = next(
-            (
-                r
-                for r in memory["rows"]
-                if r["key"].startswith(
-                    "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=50)"
-                )
-                and r["classes"] == 10450
-                and r.get("xla")
-            ),
-            None,
-        )
-        if ce and ours and "steady_increment_mib" in ours:
-            ratio = ours["steady_increment_mib"] / ce["steady_increment_mib"]
-            lines.append(
-                f"| peak memory increment, n=10450, m=50 (steady step) | <= 2x CE's | {ratio:.1f}x "
-                f"({ours['steady_increment_mib']:.0f} MiB / CE {ce['steady_increment_mib']:.0f} MiB) |"
-                f" {'met' if ratio <= 2 else 'missed'} | - | |"
-            )
+    for name in ("memory", "memory.jax"):
+        lines += _memory_goal_rows(name, suites.get(name))
     return "\n".join(lines)
+
+
+M50 = "topk_cross_entropy(p_k=(0.2,)*5,method=splitter_selection,m=50)@b=512,n=10450"
+CE_10450 = "cross_entropy()@b=512,n=10450"
+
+
+def _memory_goal_rows(name, memory):
+    """The memory goal (n=10450, m=50: at most 2x CE's), by the RSS increment and, under JAX, by XLA."""
+    if not memory:
+        return []
+    by = {r["key"]: r for r in memory["rows"] if r.get("xla") and "error" not in r}
+    ce, ours = by.get(CE_10450), by.get(M50)
+    if not (ce and ours):
+        return []
+    backend = "JAX" if name.endswith(".jax") else "TensorFlow"
+
+    def row(what, ours_mib, ce_mib):
+        ratio = ours_mib / ce_mib
+        cell = f"{ratio:.1f}x ({ours_mib:.0f} MiB / CE {ce_mib:.0f} MiB) | {'met' if ratio <= 2 else 'missed'}"
+        cells = f"{cell} | - | |" if backend == "TensorFlow" else f"- | | {cell} |"
+        return f"| peak memory, n=10450, m=50: {what} | <= 2x CE's | {cells}"
+
+    out = []
+    if ce.get("steady_increment_mib") and ours.get("steady_increment_mib") is not None:
+        out.append(
+            row(
+                "resident-set increment of a step",
+                ours["steady_increment_mib"],
+                ce["steady_increment_mib"],
+            )
+        )
+    ce_xla, ours_xla = report.xla_working_mib(ce), report.xla_working_mib(ours)
+    if ce_xla and ours_xla is not None:
+        out.append(row("XLA's buffers for the step (temp + output)", ours_xla, ce_xla))
+    return out
 
 
 def section(results_dir):
@@ -147,11 +193,12 @@ def section(results_dir):
             parts += [
                 "",
                 f"**{title}** run: `{p['command']}` on {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, "
-                f"{m.get('date_utc')} UTC; load average (1, 5, 15 min) {_load(p)}. The machine's 2 cores were "
-                "shared with other jobs throughout, so absolute milliseconds are inflated; the ratios come from "
-                "interleaved calls and passed the CE check.",
+                f"{m.get('date_utc')} UTC; load average (1, 5, 15 min) {_load(p)}. {_quiet(p)}",
             ]
     parts += ["", "Goals (issue 16) against this run:", "", goal_table(suites)]
+    floors = floor_line(suites)
+    if floors:
+        parts += ["", floors]
     if "losses" in suites:
         parts += [
             "",

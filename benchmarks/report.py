@@ -214,8 +214,8 @@ def train_table(payload):
 
 def memory_table(payload):
     lines = [
-        "| loss | b | n | XLA | process peak MiB | step peak - baseline MiB | first call (compiling) peak - baseline MiB | baseline MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| loss | b | n | XLA | process peak MiB | step peak - baseline MiB | first call (compiling) peak - baseline MiB | baseline MiB | XLA temp + output MiB (JAX) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["rows"]:
         cells = (
@@ -227,8 +227,16 @@ def memory_table(payload):
         lines.append(
             cells + f" {_f(r['process_peak_mib'])} | {_f(r.get('steady_increment_mib'))} |"
             f" {_f(r.get('first_call_increment_mib'))} | {_f(r['baseline_mib'])} |"
+            f" {_f(xla_working_mib(r))} |"
         )
     return "\n".join(lines)
+
+
+def xla_working_mib(row):
+    """The compiled step's working memory by XLA's buffer assignment (temp + output), or None."""
+    if "xla_temp_mib" not in row:
+        return None
+    return row["xla_temp_mib"] + row["xla_output_mib"]
 
 
 GROUP_TITLES = {

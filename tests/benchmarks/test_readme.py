@@ -81,3 +81,73 @@ def test_section_states_goals_verdicts_command_and_load(tmp_path):
         and "old" not in new.split(readme.END)[0][-20:]
     )
     assert new.count(readme.BEGIN) == 1 and "| ImageNet: splitter_selection" in new
+
+
+def test_floor_line_and_load_wording_follow_the_run(tmp_path):
+    quiet = {
+        "logical_cpus": 2,
+        "load_average_at_start": [0.4, 0.5, 0.6],
+        "load_average_at_end": [1.1, 1, 1],
+    }
+    busy = {**quiet, "load_average_at_end": [9.5, 8.0, 7.0]}
+    floor = {**_row(readme.SELECTION, 3.0, 1.5), "label": "floor: selection"}
+    for name, machine in (("losses", quiet), ("losses.jax", busy)):
+        report.write_suite(
+            tmp_path,
+            name,
+            {"suite": "losses", "command": "c", "machine": machine, "rows": [floor]},
+        )
+    text = readme.section(str(tmp_path))
+    assert "2.0x CE under TensorFlow (3.00 ms) and 2.0x CE under JAX (3.00 ms)" in text
+    tf_run, jax_run = (l for l in text.splitlines() if l.startswith("**") and "run: `c`" in l)
+    assert "otherwise idle" in tf_run and "shared with other jobs" in jax_run
+    # No floor row: no floor line.
+    report.write_suite(
+        tmp_path, "losses", {"suite": "losses", "command": "c", "machine": quiet, "rows": []}
+    )
+    report.write_suite(
+        tmp_path, "losses.jax", {"suite": "losses", "command": "c", "machine": quiet, "rows": []}
+    )
+    assert "The floor of the ImageNet row" not in readme.section(str(tmp_path))
+
+
+def test_memory_goal_rows_by_resident_set_and_by_xla_buffers(tmp_path):
+    def mem_row(key, steady, temp=None):
+        row = {"key": key, "xla": True, "steady_increment_mib": steady}
+        if temp is not None:
+            row.update(xla_temp_mib=temp, xla_output_mib=20.0)
+        return row
+
+    machine = {"logical_cpus": 2}
+    report.write_suite(
+        tmp_path,
+        "memory",
+        {
+            "suite": "memory",
+            "machine": machine,
+            "rows": [mem_row(readme.CE_10450, 100.0), mem_row(readme.M50, 300.0)],
+        },
+    )
+    report.write_suite(
+        tmp_path,
+        "memory.jax",
+        {
+            "suite": "memory",
+            "machine": machine,
+            "rows": [
+                mem_row(readme.CE_10450, 50.0, temp=40.0),
+                mem_row(readme.M50, 90.0, temp=41.0),
+            ],
+        },
+    )
+    lines = [
+        l
+        for l in readme.goal_table(report.load_suites(str(tmp_path))).splitlines()
+        if "peak memory" in l
+    ]
+    assert len(lines) == 3
+    tf_rss, jax_rss, jax_xla = lines
+    assert "| 3.0x (300 MiB / CE 100 MiB) | missed | - | |" in tf_rss
+    assert jax_rss.endswith("| - | | 1.8x (90 MiB / CE 50 MiB) | met |")
+    # (41 + 20) / (40 + 20)
+    assert "XLA's buffers" in jax_xla and "| 1.0x (61 MiB / CE 60 MiB) | met |" in jax_xla
