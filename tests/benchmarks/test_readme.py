@@ -151,3 +151,26 @@ def test_memory_goal_rows_by_resident_set_and_by_xla_buffers(tmp_path):
     assert jax_rss.endswith("| - | | 1.8x (90 MiB / CE 50 MiB) | met |")
     # (41 + 20) / (40 + 20)
     assert "XLA's buffers" in jax_xla and "| 1.0x (61 MiB / CE 60 MiB) | met |" in jax_xla
+
+
+def test_train_step_goal_rows_take_the_losss_own_share_of_the_resnet_step(tmp_path):
+    def row(loss, share, setting="resnet50_224px"):
+        return {
+            "setting": setting,
+            "loss": loss,
+            "label": loss,
+            "batch": 32,
+            "ce_step_ms": 20000.0,
+            "loss_extra_percent_of_ce_step": share,
+        }
+
+    rows = [row("cross_entropy", 0.0), row("a", 0.02), row("b", 7.5), row("c", 1.0, setting="head")]
+    report.write_suite(tmp_path, "train_step", {"suite": "train_step", "machine": {}, "rows": rows})
+    lines = [
+        l
+        for l in readme.goal_table(report.load_suites(str(tmp_path))).splitlines()
+        if l.startswith("| ResNet50")
+    ]
+    assert len(lines) == 2
+    assert "a: the loss's extra cost, % of CE's 20.0 s step | <= 5% | +0.020% | met |" in lines[0]
+    assert "| +7.500% | missed |" in lines[1]

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from keras_topk.ops import DISTRIBUTIONS, comparator_weight
+from keras_topk.ops.relaxations import comparator_slope
 from tests.references import numpy_topk
 
 
@@ -30,6 +31,23 @@ def test_infinite_steepness_gives_the_hard_comparator(distribution):
     v = np.array([-2.0, -0.1, 0.1, 2.0])
     f = np.asarray(comparator_weight(v, distribution, 1e9))
     np.testing.assert_allclose(f, [0, 0, 1, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
+@pytest.mark.parametrize("beta,art_lambda", [(0.7, 0.5), (2.0, 0.3)])
+def test_slope_is_the_derivative_of_the_numpy_cdf(distribution, beta, art_lambda):
+    # Central differences of the float64 NumPy formula, away from the kinks
+    # ("optimal" at |beta v| = 1/4, "logistic_phi" at v = 0).
+    v = np.concatenate([np.linspace(-4, -0.05, 40), np.linspace(0.05, 4, 40)])
+    v = v[np.abs(np.abs(beta * v) - 0.25) > 1e-3]
+    h = 1e-6
+    numeric = (
+        numpy_topk.cdf(v + h, distribution, beta, art_lambda)
+        - numpy_topk.cdf(v - h, distribution, beta, art_lambda)
+    ) / (2 * h)
+    alpha = np.asarray(comparator_weight(v, distribution, beta, art_lambda))
+    ours = np.asarray(comparator_slope(v, alpha, distribution, beta, art_lambda))
+    np.testing.assert_allclose(ours, numeric, rtol=1e-6, atol=1e-9)
 
 
 def test_unknown_distribution():
