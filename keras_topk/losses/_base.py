@@ -119,13 +119,15 @@ def per_sample_losses(
     if s.shape[0] == 0:
         # Some backends refuse reductions (max, top_k) of empty tensors.
         return _inputs.unflatten_batch(ops.zeros((0,), dtype=s.dtype), scores)
-    rows = None
+    rows = labels_dense = None
     if dense:
+        labels_dense = labels
         if dense_rows:
             rows = labels
         labels = ops.cast(ops.argmax(labels, axis=-1), "int32")
-    targets = ops.one_hot(labels, n, dtype=s.dtype) if rows is None else rows
-    s, unreachable, broken = _non_finite_policy(s, targets, floor_scale)
+    s, unreachable, broken = _non_finite_policy(
+        s, labels, labels_dense if dense else None, floor_scale
+    )
     losses = maths(s, labels, rows)
     zero = ops.zeros_like(losses)
     losses = ops.where(unreachable, zero, losses)
@@ -133,12 +135,20 @@ def per_sample_losses(
     return _inputs.unflatten_batch(losses, scores)
 
 
-def _non_finite_policy(s, rows, floor_scale):
-    """``(finite scores, unreachable, broken)``: see the module docstring."""
+def _non_finite_policy(s, labels, rows, floor_scale):
+    """``(finite scores, unreachable, broken)``: see the module docstring.
+
+    ``rows`` are dense label rows (any class with weight counts), or None for
+    the integer ``labels``, whose own score alone decides.
+    """
     inf = ops.convert_to_tensor(float("inf"), dtype=s.dtype)
     broken = ops.any(ops.logical_or(ops.isnan(s), ops.equal(s, inf)), axis=-1)
-    masked = ops.equal(s, -inf)
-    unreachable = ops.any(ops.logical_and(masked, ops.greater(rows, 0)), axis=-1)
+    if rows is None:
+        # The label's own score: one element per row rather than a pass over a one-hot matrix.
+        own = ops.take_along_axis(ops.stop_gradient(s), labels[:, None], axis=1)[:, 0]
+        unreachable = ops.equal(own, -inf)
+    else:
+        unreachable = ops.any(ops.logical_and(ops.equal(s, -inf), ops.greater(rows, 0)), axis=-1)
     # Rows that give no loss are computed on zeros: whatever their maths would
     # make of them (inf - inf), their gradient is then exactly zero.
     skip = ops.logical_or(broken, unreachable)[:, None]
