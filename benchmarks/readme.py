@@ -200,7 +200,8 @@ def section(results_dir):
         "differ by more than 1.5x is refused rather than reported. The load average is recorded with every row. "
         "Full tables, spreads and first-call (compile) times: "
         "[`benchmarks/results/results.md`](benchmarks/results/results.md) and the JSON next to it; "
-        "`python -m benchmarks.readme` rewrites this section from them.",
+        "`python -m benchmarks.readme` rewrites this section from them, with the commentary written for the run "
+        "(`notes.md` next to them).",
         "",
         "On a GPU machine with JAX (and no TensorFlow): "
         "`KERAS_BACKEND=jax python -m benchmarks.run --backend jax --device gpu --suite losses --xla on`.",
@@ -249,9 +250,13 @@ def main(argv=None):
     parser.add_argument("--results", default=os.path.join("benchmarks", "results"))
     parser.add_argument("--readme", default="README.md")
     parser.add_argument(
-        "--extra", default=None, help="a Markdown file appended before the end marker"
+        "--extra",
+        default=None,
+        help="a Markdown file appended before the end marker (default: RESULTS/notes.md, if present)",
     )
     args = parser.parse_args(argv)
+    if args.extra is None and os.path.exists(os.path.join(args.results, "notes.md")):
+        args.extra = os.path.join(args.results, "notes.md")
     with open(args.readme) as f:
         text = f.read()
     if BEGIN not in text or END not in text:

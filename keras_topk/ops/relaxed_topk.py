@@ -232,7 +232,7 @@ def _pushed_rows(x, rows, plan, relaxation):
     def push(scores):
         state_x = _padded(ops.transpose(scores), plan)
         state_r = _padded(ops.transpose(rows), plan)
-        saved = []
+        saved: list[Any] = []
         for step in plan.steps:
             if _is_permutation(step):
                 index = _forward_index(step)
@@ -242,7 +242,9 @@ def _pushed_rows(x, rows, plan, relaxation):
             keep, descending = _step_masks(step)
             lo_x, hi_x, around_x = _split(state_x, step)
             lo_r, hi_r, around_r = _split(state_r, step)
-            p, q, diff, alpha = _comparator(lo_x, hi_x, *relaxation, keep, descending)
+            p, q, diff, alpha = _comparator(
+                lo_x, hi_x, distribution, beta, art_lambda, keep=keep, descending=descending
+            )
             # d p / d diff: the slope, negated where the comparator is flipped, 0 where masked.
             slope = relaxations.comparator_slope(diff, alpha, distribution, beta, art_lambda)
             if descending is not None:
@@ -323,7 +325,8 @@ def _split(state, step):
 
 def _join(lo, hi, around, step):
     if isinstance(step, sorting_networks.StrideStep):
-        return _stride_join(lo, hi, *around, step)
+        before, after = around
+        return _stride_join(lo, hi, before, after, step)
     return ops.concatenate([lo, hi, around], axis=0)
 
 

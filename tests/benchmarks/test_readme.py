@@ -174,3 +174,14 @@ def test_train_step_goal_rows_take_the_losss_own_share_of_the_resnet_step(tmp_pa
     assert len(lines) == 2
     assert "a: the loss's extra cost, % of CE's 20.0 s step | <= 5% | +0.020% | met |" in lines[0]
     assert "| +7.500% | missed |" in lines[1]
+
+
+def test_notes_next_to_the_results_are_appended_by_default(tmp_path):
+    report.write_suite(
+        tmp_path, "losses", {"suite": "losses", "command": "c", "machine": {}, "rows": []}
+    )
+    (tmp_path / "notes.md").write_text("What this run shows: nothing.\n")
+    page = tmp_path / "README.md"
+    page.write_text(readme.BEGIN + "\n" + readme.END + "\n")
+    readme.main(["--results", str(tmp_path), "--readme", str(page)])
+    assert "What this run shows: nothing.\n\n" + readme.END in page.read_text()
