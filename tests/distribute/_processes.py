@@ -1,5 +1,6 @@
 """Run recipe scripts in subprocesses with a deadline, so that a hung worker cannot hang CI."""
 
+import importlib
 import os
 import pathlib
 import signal
@@ -18,6 +19,23 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def recipe(name):
+    """Imports ``docs/recipes/<name>.py`` for its helpers, leaving this process's environment as it was.
+
+    A recipe is a script: on import it sets ``KERAS_BACKEND`` with ``setdefault``. Left in
+    ``os.environ``, that would pick the backend of every subprocess a later test starts (the
+    JAX recipe made ``examples.finetune`` refuse to run under the TensorFlow backend).
+    """
+    saved = os.environ.get("KERAS_BACKEND")
+    try:
+        return importlib.import_module(f"docs.recipes.{name}")
+    finally:
+        if saved is None:
+            os.environ.pop("KERAS_BACKEND", None)
+        else:
+            os.environ["KERAS_BACKEND"] = saved
 
 
 def environment(**extra):

@@ -15,6 +15,7 @@ recipe), so the float32 test compares the first step only, at rtol 1e-5.
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -47,7 +48,8 @@ def _expected_losses():
     import keras
 
     import keras_topk
-    from docs.recipes.jax_data_parallel import public_classes
+
+    public_classes = _processes.recipe("jax_data_parallel").public_classes
 
     return set(public_classes(keras_topk.losses, keras.losses.Loss))
 
@@ -85,3 +87,15 @@ def test_two_devices_equal_one_device_float64(tmp_path):
 @pytest.mark.slow
 def test_two_devices_equal_one_device_float32_first_step(tmp_path):
     _check(_run(tmp_path, "float32"), rtol=1e-5, atol=1e-7, first_step_only=True)
+
+
+def test_importing_the_recipe_leaves_keras_backend_alone(monkeypatch):
+    # The recipe sets KERAS_BACKEND=jax on import; a test that imports it for its helpers
+    # must not hand that to the subprocesses of later tests.
+    import sys
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.delitem(sys.modules, "docs.recipes.jax_data_parallel", raising=False)
+    module = _processes.recipe("jax_data_parallel")
+    assert callable(module.public_classes)
+    assert "KERAS_BACKEND" not in os.environ

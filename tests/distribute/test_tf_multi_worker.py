@@ -78,7 +78,8 @@ def _run_cluster(tmp_path, steps, *extra):
 
 def test_two_workers_equal_one_process(tmp_path):
     import keras_topk
-    from docs.recipes.tf_multi_worker import public_classes
+
+    public_classes = _processes.recipe("tf_multi_worker").public_classes
 
     steps = 4
     workers, single = _run_cluster(tmp_path, steps)
@@ -120,7 +121,8 @@ def test_fit_under_two_workers_still_fails(tmp_path):
     custom loop: when this test fails because ``fit`` works, retire that advice.
     """
     import keras_topk
-    from docs.recipes.tf_multi_worker import public_classes
+
+    public_classes = _processes.recipe("tf_multi_worker").public_classes
 
     workers, single = _run_cluster(tmp_path, 2, "--fit")
     expected = {"keras.losses.SparseCategoricalCrossentropy"} | set(
