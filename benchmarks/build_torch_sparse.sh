@@ -2,7 +2,8 @@
 # Optional benchmark set-up: build torch-scatter and torch-sparse from source (CPU only) for the
 # installed torch, so difftopk runs its sparse path (torch_sparse.spmm) in benchmarks/reference.py.
 # Neither package publishes wheels for torch 2.13 on PyPI; the source distributions build against
-# the installed torch with a C++ compiler (g++) and take a long time on a small machine.
+# the installed torch with a C++ compiler (g++) and take a long time on a small machine: 24 minutes
+# with MAX_JOBS=2 on an otherwise idle 2-core machine (torch-scatter 2.1.2, torch-sparse 0.6.18).
 #
 #   bash benchmarks/build_torch_sparse.sh            # uses $PYTHON or python
 #   MAX_JOBS=1 nice -n 19 bash benchmarks/build_torch_sparse.sh   # on a busy machine

@@ -206,7 +206,14 @@ def section(results_dir):
         "On a GPU machine with JAX (and no TensorFlow): "
         "`KERAS_BACKEND=jax python -m benchmarks.run --backend jax --device gpu --suite losses --xla on`.",
     ]
-    for name, title in (("losses", "TensorFlow"), ("losses.jax", "JAX backend")):
+    for name, title in (
+        ("losses", "TensorFlow"),
+        ("losses.jax", "JAX backend"),
+        ("memory", "Memory (TensorFlow)"),
+        ("memory.jax", "Memory (JAX)"),
+        ("reference", "Reference"),
+        ("train_step", "Training step"),
+    ):
         if name in suites:
             p = suites[name]
             m = p["machine"]
