@@ -101,9 +101,7 @@ def floor_line(suites):
         "highest other scores, exactly (the reference's `torch.topk`), before any relaxed ranking. That "
         "selection alone (`top_k` over 1000 classes plus the gather's gradient, the `floor:` row below) takes "
         + " and ".join(cells)
-        + " in the same run: on XLA:CPU `top_k` is a per-row partial sort, and no vectorised selection we "
-        "tried (chunk maxima, iterated argmax, a bitonic top-k network) was faster once the indices that the "
-        "gradient needs are kept."
+        + " in the same run, before any network runs."
     )
 
 
