@@ -1,6 +1,6 @@
 """Doctests: every docstring example of keras_topk runs with the default test command.
 
-``testpaths`` (setup.cfg) includes ``keras_topk``; this hook collects the
+``testpaths`` (pyproject.toml) includes ``keras_topk``; this hook collects the
 docstring examples of its modules (and of no other folder: the helpers under
 tests/ and examples/ are not doctested). Examples that need TensorFlow itself
 (SavedModel export) are skipped on the other backends.

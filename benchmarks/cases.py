@@ -25,7 +25,8 @@ class Case:
     """One loss configuration at one input size.
 
     ``loss`` is the family ("cross_entropy", "topk_cross_entropy",
-    "smooth_topk_svm", "topk_svm", "topk_transition"), ``params`` its
+    "smooth_topk_svm", "topk_svm", "topk_transition", or one of
+    `HINGE_FAMILY`), ``params`` its
     constructor arguments. ``skip`` says why a case is listed but not run.
     """
 
@@ -57,6 +58,9 @@ class Case:
                 f"floor: the label and the top {p['count']} other scores alone "
                 "(top_k + gather, with gradient)"
             )
+        if self.loss in HINGE_FAMILY:
+            more = ", ".join(f"{k}={v}" for k, v in self.params)
+            return f"{HINGE_FAMILY[self.loss][0]} {more}"
         raise ValueError(self.loss)
 
     @property
@@ -79,6 +83,8 @@ class Case:
             return keras_topk.losses.TopKTransitionLoss(transition="constant", **p)
         if self.loss == "selection":
             return functools.partial(_selection, count=p["count"])
+        if self.loss in HINGE_FAMILY:
+            return _hinge_family_step(self.loss, self.classes, p)
         raise ValueError(self.loss)
 
     def as_dict(self):
@@ -99,6 +105,55 @@ def _selection(y_true, y_pred, count):
 
     labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
     return ops.mean(ranking.label_and_top_others(y_pred, labels, count + 1))
+
+
+# The calibrated top-k hinge family and Lapin's baselines: (label, pure function name).
+# The noised forms run as their pure functions with a fixed int seed: the same
+# draw (keras.random.normal inside the step) as the classes, whose own stream
+# needs a trainer to thread it under JAX.
+HINGE_FAMILY = {
+    "calibrated_hinge": ("TopKCalibratedHinge", "topk_calibrated_hinge"),
+    "noised_hinge": ("NoisedTopKHinge", "noised_topk_hinge"),
+    "long_tail_hinge": ("LongTailTopKHinge", "long_tail_topk_hinge"),
+    "topk_hinge_alpha": ("TopKHingeAlpha", "topk_hinge_alpha"),
+    "topk_hinge_beta": ("TopKHingeBeta", "topk_hinge_beta"),
+    "truncated_entropy": ("TruncatedTopKEntropy", "truncated_topk_entropy"),
+}
+
+
+def power_law_counts(classes, largest=150, smallest=3):
+    """Training counts falling geometrically from ``largest`` to ``smallest`` over the classes."""
+    import numpy as np
+
+    ratio = (smallest / largest) ** (np.arange(classes) / max(classes - 1, 1))
+    return [int(c) for c in np.maximum(np.round(largest * ratio), 1)]
+
+
+def _hinge_family_step(loss, classes, params):
+    fn = getattr(keras_topk.losses, HINGE_FAMILY[loss][1])
+    params = dict(params)
+    if loss == "long_tail_hinge":
+        params["class_counts"] = power_law_counts(classes)
+    if loss in ("noised_hinge", "long_tail_hinge") and params.get("epsilon", 0) > 0:
+        params["seed"] = 0
+
+    def mean_loss(y_true, y_pred):
+        return ops.mean(fn(y_true, y_pred, **params))
+
+    return mean_loss
+
+
+def hinge_family(group, batch, classes):
+    """Every loss of the hinge family at one size (issue 23's goals: see docs/losses/topk-hinge-family.md)."""
+    rows = [
+        ("calibrated_hinge", (("k", 5),)),
+        ("noised_hinge", (("k", 5), ("epsilon", 1.0), ("n_samples", 5))),
+        ("long_tail_hinge", (("k", 5), ("epsilon", 0.01), ("n_samples", 5), ("scale", 50.0))),
+        ("topk_hinge_alpha", (("k", 5),)),
+        ("topk_hinge_beta", (("k", 5),)),
+        ("truncated_entropy", (("k", 5),)),
+    ]
+    return [Case(group, loss, params, batch, classes) for loss, params in rows]
 
 
 def _short(v):
@@ -220,6 +275,14 @@ def loss_grid(quick=False):
         cases.append(topk_ce("m_and_k", b, n, p_k=p_k))
     for k in (1, 2, 10):
         cases.append(smooth_svm("m_and_k", b, n, k=k))
+    # The calibrated top-k hinge family and Lapin's baselines against CE (issue 23).
+    for classes in (100, 1000, 10450):
+        cases.extend(hinge_family("hinge_family", b, classes))
+    # LapSum ranking all classes (issue 24): CIFAR-100, ImageNet-1K and -21K-P sizes, and
+    # 100,000 classes at b = 64 (goals: <= 2, 3, 4 x CE; the last runs).
+    for classes in (100, 1000, 10450):
+        cases.append(topk_ce("lapsum", b, classes, method="lapsum", m=None))
+    cases.append(topk_ce("lapsum", 64, 100000, method="lapsum", m=None))
     return cases
 
 

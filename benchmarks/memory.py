@@ -34,6 +34,10 @@ def memory_grid(quick=False, xla=True):
         out.append(grid.smooth_svm("memory", b, n, k=5))
     out.append(grid.topk_ce("memory", b, 1000, m=None))
     out.append(grid.topk_ce("memory", b, 1000, method="bitonic", m=None))
+    # LapSum ranking all classes (issue 24): goal <= 2x CE's memory at n = 10,450.
+    out.append(grid.topk_ce("memory", b, 10450, method="lapsum", m=None))
+    out.append(grid.cross_entropy("memory", 64, 100000))
+    out.append(grid.topk_ce("memory", 64, 100000, method="lapsum", m=None))
     return out
 
 

@@ -1,6 +1,6 @@
-"""Writes README's Performance section (between its markers) from the JSON of one benchmark run.
+"""Writes the summary of docs/benchmarks.md (between its markers) from the JSON of one benchmark run.
 
-    python -m benchmarks.readme [--results benchmarks/results] [--readme README.md]
+    python -m benchmarks.readme [--results benchmarks/results] [--page docs/benchmarks.md]
 
 Every figure comes from ``RESULTS/<suite>[.<backend>].json`` as ``python -m benchmarks.run`` wrote it;
 the section names the command, the machine and the load average of each run.
@@ -184,11 +184,11 @@ def _train_goal_rows(train):
     return out
 
 
-def section(results_dir):
+def section(results_dir, page_dir="docs"):
+    """The summary, from BEGIN to END; links are relative to ``page_dir``, the page's folder."""
     suites = report.load_suites(results_dir)
     parts = [
         BEGIN,
-        "## Performance",
         "",
         "`python -m benchmarks.run` times forward+backward (value and gradient with respect to the scores, "
         "float32, batch mean) of each loss against softmax cross-entropy in the same process: calls interleaved "
@@ -197,8 +197,8 @@ def section(results_dir):
         "under XLA; a `jax.nn.log_softmax` CE under JAX) in the same rounds, and a case whose two CE figures "
         "differ by more than 1.5x is refused rather than reported. The load average is recorded with every row. "
         "Full tables, spreads and first-call (compile) times: "
-        "[`benchmarks/results/results.md`](benchmarks/results/results.md) and the JSON next to it; "
-        "`python -m benchmarks.readme` rewrites this section from them, with the commentary written for the run "
+        "`benchmarks/results/results.md` (the full results, below) and the JSON next to it; "
+        "`python -m benchmarks.readme` rewrites this summary from them, with the commentary written for the run "
         "(`notes.md` next to them).",
         "",
         "On a GPU machine with JAX (and no TensorFlow): "
@@ -239,7 +239,9 @@ def section(results_dir):
             report.losses_table(suites["losses.jax"], ["imagenet"]),
         ]
     if os.path.exists(os.path.join(results_dir, "cost_vs_n.png")):
-        rel = os.path.relpath(os.path.join(results_dir, "cost_vs_n.png"))
+        rel = os.path.relpath(os.path.join(results_dir, "cost_vs_n.png"), page_dir).replace(
+            os.sep, "/"
+        )
         parts += ["", f"![cost of each method against n, log-log]({rel})"]
     if "reference" in suites:
         p = suites["reference"]
@@ -253,7 +255,7 @@ def main(argv=None):
         prog="python -m benchmarks.readme", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--results", default=os.path.join("benchmarks", "results"))
-    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--page", default=os.path.join("docs", "benchmarks.md"))
     parser.add_argument(
         "--extra",
         default=None,
@@ -262,18 +264,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.extra is None and os.path.exists(os.path.join(args.results, "notes.md")):
         args.extra = os.path.join(args.results, "notes.md")
-    with open(args.readme) as f:
+    with open(args.page) as f:
         text = f.read()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"{args.readme} has no Performance markers")
-    new = section(args.results)
+        raise SystemExit(f"{args.page} has no benchmark summary markers")
+    new = section(args.results, os.path.dirname(os.path.abspath(args.page)))
     if args.extra:
         with open(args.extra) as f:
             new = new.replace("\n" + END, "\n" + f.read().rstrip() + "\n\n" + END)
     text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: new, text, flags=re.S)
-    with open(args.readme, "w") as f:
+    with open(args.page, "w") as f:
         f.write(text)
-    print(f"rewrote the Performance section of {args.readme}")
+    print(f"rewrote the benchmark summary of {args.page}")
 
 
 if __name__ == "__main__":

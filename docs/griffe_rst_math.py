@@ -3,8 +3,8 @@
 The docstrings follow Keras's style (Google sections) with formulas written as
 ``.. math::`` blocks and ``:math:`...``` roles, which Markdown would show as a
 literal paragraph and code. This turns them into ``$$ ... $$`` and
-``$...$``, which ``pymdownx.arithmatex`` renders (MathJax when online, TeX
-source offline), and each doctest (``>>>`` lines and their output, up to a
+``$...$``, which ``pymdownx.arithmatex`` marks for MathJax (the copy that
+docs/hooks.py takes from the ``django-static-mathjax`` package: no network), and each doctest (``>>>`` lines and their output, up to a
 blank line) into a fenced ``pycon`` block, which Markdown would otherwise read
 as paragraphs (and ``[a][b]`` outputs as links). The docstrings themselves stay
 as they are for ``help()`` and doctest.
@@ -18,6 +18,9 @@ _ROLE = re.compile(r":math:`([^`]+)`")
 
 
 def _convert(text):
+    # A role may wrap onto the next line of the docstring: join it first, so that
+    # the line-by-line pass below sees it whole.
+    text = _ROLE.sub(lambda m: ":math:`" + " ".join(m.group(1).split()) + "`", text)
     lines = text.split("\n")
     out = []
     i = 0

@@ -1,4 +1,4 @@
-"""MkDocs hooks: API pages from ``__all__``; README sections and benchmark results as they are now.
+"""MkDocs hooks: API pages from ``__all__``; benchmark results as they are now.
 
 A page line ``<!-- api: keras_topk.losses -->`` becomes one mkdocstrings
 directive (``::: path``) per name in that module's ``__all__``, read by
@@ -8,15 +8,15 @@ exported name is rendered). A name whose public path is also a submodule's
 (``keras_topk.losses.smooth_topk_svm`` is a function and a module) is rendered
 from the module that defines it.
 
-A page line ``<!-- include README.md: Heading -->`` is replaced by that section of
-README.md (down to the next heading of the same or a higher level), and
-``<!-- include benchmarks/results/results.md -->`` by the whole file, so that the
-site never repeats (and drifts from) what README and the benchmark script write.
-Links of the included text are rewritten for the page: files under docs/ and
-the benchmark images link into the site, other repository files become code.
+``<!-- include benchmarks/results/results.md -->`` is replaced by that file, as
+the benchmark script wrote it. The pages are the source: they link repository
+files outside docs/ with ``../`` paths, which work where the Markdown is read
+(GitHub, an editor); on the site the benchmark images become site links and
+other files become code names, as the site does not carry them.
 """
 
 import importlib
+import importlib.util
 import inspect
 import pathlib
 import pkgutil
@@ -25,9 +25,30 @@ import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ASSETS = ("benchmarks/results",)  # folders whose images the site carries
-_INCLUDE = re.compile(r"^<!-- include (?P<path>[^:>]+?)(?:: (?P<heading>.+?))? -->$", re.M)
+_INCLUDE = re.compile(r"^<!-- include (?P<path>[^:>]+?) -->$", re.M)
 _API = re.compile(r"^<!-- api: (?P<module>[\w.]+) -->$", re.M)
 _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+# MathJax 3 (Apache-2.0) as the `django-static-mathjax` package ships it (the `docs`
+# extra): its SVG build is one self-contained file (about 2 MB, fonts included), so
+# the site renders formulas without a network.
+MATHJAX_FILES = {"tex-svg.js": "es5/tex-svg.js", "LICENSE": "LICENSE"}
+MATHJAX_SITE_DIR = "javascripts/vendor/mathjax"
+
+
+def mathjax_dir():
+    """The folder of the MathJax distribution installed by ``django-static-mathjax``."""
+    spec = importlib.util.find_spec("mathjax")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        folder = pathlib.Path(location) / "static" / "mathjax"
+        if all((folder / f).is_file() for f in MATHJAX_FILES.values()):
+            return folder
+    raise RuntimeError(
+        "MathJax is missing: the site renders its formulas with the copy of the "
+        '`django-static-mathjax` package. Install the docs extra: pip install -e ".[docs]"'
+    )
 
 
 def on_files(files, config):
@@ -38,39 +59,25 @@ def on_files(files, config):
         for path in sorted((ROOT / folder).glob("*.png")):
             src = path.relative_to(ROOT).as_posix()
             files.append(File(src, str(ROOT), config["site_dir"], config["use_directory_urls"]))
+    source = mathjax_dir()
+    for name, path in MATHJAX_FILES.items():
+        files.append(
+            File.generated(config, f"{MATHJAX_SITE_DIR}/{name}", abs_src_path=str(source / path))
+        )
     return files
 
 
-def _section(text, heading):
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        m = re.match(r"^(#+) (.*)$", line)
-        if m and m.group(2).strip() == heading:
-            level = len(m.group(1))
-            end = len(lines)
-            for j in range(i + 1, len(lines)):
-                n = re.match(r"^(#+) ", lines[j])
-                if n and len(n.group(1)) <= level and not _in_fence(lines, j):
-                    end = j
-                    break
-            return "\n".join(lines[i + 1 : end]).strip("\n")
-    raise ValueError(f"README.md has no heading {heading!r} (docs/hooks.py include)")
-
-
-def _in_fence(lines, index):
-    return sum(1 for line in lines[:index] if line.startswith("```")) % 2 == 1
-
-
-def _rewrite_links(text, source_dir, page_dir):
+def _rewrite_links(text, source_dir, page_dir, outside_only=False):
     def fix(m):
         bang, label, target = m.groups()
         if re.match(r"^[a-z]+:|^/", target):
             return m.group(0)
         if target.startswith("#"):
-            # An anchor of the included file (README), not of this page.
-            return f"{label} (README)" if not bang else m.group(0)
+            return m.group(0)
         path, _, anchor = target.partition("#")
         repo_path = posixpath.normpath(posixpath.join(source_dir, path))
+        if outside_only and repo_path.startswith("docs/"):
+            return m.group(0)  # a link between pages: MkDocs checks it
         if repo_path.startswith("docs/") or any(
             repo_path.startswith(a + "/") and repo_path.endswith(".png") for a in ASSETS
         ):
@@ -114,8 +121,37 @@ def directive_paths(module_name):
     return paths
 
 
+def _module_directive(module_name, heading):
+    """A directive that renders a module's docstring and none of its members."""
+    options = [
+        "members: false",
+        f"show_root_heading: {'true' if heading else 'false'}",
+        "show_root_full_path: true",
+    ]
+    return f"::: {module_name}\n    options:\n" + "\n".join(f"      {o}" for o in options)
+
+
 def api_markdown(module_name):
-    return "\n\n".join(f"::: {path}" for path in directive_paths(module_name).values())
+    """The module's docstring, then, per defining submodule, its docstring and its names.
+
+    Module docstrings hold what the names share (the metrics' tie rule, the
+    conformal rank rule, quantile and scores, references), so they are shown.
+    """
+    module = importlib.import_module(module_name)
+    blocks = [_module_directive(module_name, heading=False)] if module.__doc__ else []
+    groups = {}
+    for name, path in directive_paths(module_name).items():
+        defining = getattr(getattr(module, name), "__module__", None) or module_name
+        if not defining.startswith(module_name + "."):
+            defining = module_name  # defined here, or an alias of another public module's name
+        groups.setdefault(defining, []).append(path)
+    for defining, paths in groups.items():
+        if defining != module_name and importlib.import_module(defining).__doc__:
+            # A private submodule's docstring reads as part of the page; a public one is titled.
+            public = not any(part.startswith("_") for part in defining.split("."))
+            blocks.append(_module_directive(defining, heading=public))
+        blocks += [f"::: {path}" for path in paths]
+    return "\n\n".join(blocks)
 
 
 def on_page_markdown(markdown, page, config, files):
@@ -123,16 +159,12 @@ def on_page_markdown(markdown, page, config, files):
     page_dir = posixpath.dirname(page.file.src_uri)
 
     def include(m):
-        path, heading = m.group("path").strip(), m.group("heading")
+        path = m.group("path").strip()
         text = (ROOT / path).read_text(encoding="utf-8")
-        if heading:
-            text = _section(text, heading.strip())
         # Included headings sit one level below the page's title.
-        text = (
-            re.sub(r"^(#+) ", lambda h: "#" + h.group(1) + " ", text, flags=re.M)
-            if not heading
-            else text
-        )
+        text = re.sub(r"^(#+) ", lambda h: "#" + h.group(1) + " ", text, flags=re.M)
         return _rewrite_links(text, posixpath.dirname(path), page_dir)
 
-    return _INCLUDE.sub(include, markdown)
+    markdown = _INCLUDE.sub(include, markdown)
+    # The page's own links that leave docs/ (``../examples/x.py``).
+    return _rewrite_links(markdown, posixpath.join("docs", page_dir), page_dir, outside_only=True)

@@ -47,12 +47,32 @@ class Benchmark:
     test_size: int = 20000
     noise: str = "none"
     p: float = 0.0
+    long_tail: tuple = ()  # (most, fewest): training examples per class on a power law instead
+
+    def train_counts(self):
+        """Training examples of each label id: ``train_per_class``, or a power law ``long_tail``.
+
+        The power law: the class of rank ``r = 1..n`` has ``round(most * r**-a)`` examples, ``a``
+        set so that the last has ``fewest``; ranks follow the label ids (a random order of classes).
+        """
+        n = self.num_classes
+        if not self.long_tail:
+            return np.full(n, self.train_per_class, np.int64)
+        most, fewest = self.long_tail
+        a = np.log(most / fewest) / np.log(n)
+        return np.round(most * np.arange(1, n + 1, dtype=np.float64) ** -a).astype(np.int64)
 
     def __post_init__(self):
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"noise {self.noise!r}: expected one of {', '.join(NOISE_KINDS)}.")
         if not 0.0 <= self.p <= 1.0:
             raise ValueError(f"p={self.p}: a probability in [0, 1].")
+        if self.long_tail and not (
+            len(self.long_tail) == 2 and self.long_tail[0] >= self.long_tail[1] >= 1
+        ):
+            raise ValueError(
+                f"long_tail={self.long_tail}: expected (most, fewest), most >= fewest >= 1."
+            )
 
     @property
     def num_classes(self):
@@ -129,16 +149,21 @@ def add_noise(labels, superclass, noise, p, rng, per_group=5):
     return np.where(u < p, new, labels).astype(labels.dtype)
 
 
-def make_task(config, seed):
+def make_task(config, seed, with_clean=False):
     """One draw of a condition: ``(x_train, y_train_noisy, x_test, y_test, problem)``.
 
     A seed fixes the problem, the samples and the noise draws; conditions that
-    differ only in ``noise``/``p`` share them (common random numbers).
+    differ only in ``noise``/``p`` share them (common random numbers). The test
+    labels are drawn uniformly (a balanced test set, also under ``long_tail``).
+    ``with_clean``: the clean training labels are appended to the tuple.
     """
     rng = np.random.default_rng([seed, config.dim, config.blobs, config.train_per_class])
     problem = make_problem(config, rng)
     n = config.num_classes
-    y_train = np.tile(np.arange(n, dtype=np.int32), config.train_per_class)
+    if config.long_tail:
+        y_train = np.repeat(np.arange(n, dtype=np.int32), config.train_counts())
+    else:
+        y_train = np.tile(np.arange(n, dtype=np.int32), config.train_per_class)
     y_train = rng.permutation(y_train)
     x_train = problem.sample(rng, y_train)
     y_test = rng.integers(0, n, config.test_size).astype(np.int32)
@@ -151,6 +176,8 @@ def make_task(config, seed):
         np.random.default_rng([seed, 7]),
         config.per_group,
     )
+    if with_clean:
+        return x_train, noisy, x_test, y_test, problem, y_train
     return x_train, noisy, x_test, y_test, problem
 
 

@@ -200,7 +200,7 @@ def make_loss(name, args, num_classes, total_steps=None):
                 kwargs["momentum"] = args.momentum
             loss = keras_topk.losses.TopKTransitionLoss(**kwargs)
             callbacks = (
-                [] if args.transition == "constant" else [keras_topk.losses.TransitionCallback()]
+                [] if args.transition == "constant" else [keras_topk.callbacks.TransitionCallback()]
             )
             return loss, callbacks
     except ValueError as error:

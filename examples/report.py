@@ -16,6 +16,9 @@ __all__ = [
     "gains_table",
     "judge",
     "settings_table",
+    "settings_table_by_protocol",
+    "verdict_table_by_protocol",
+    "guidance",
     "markdown_table",
     "paired_interval",
     "plot_accuracy_vs_k",
@@ -38,6 +41,11 @@ METRICS = {
     "set90": ("conformal set size at 90%", False),
     "set95": ("conformal set size at 95%", False),
     "set99": ("conformal set size at 99%", False),
+    "macro1": ("macro top-1 (%)", True),
+    "macro5": ("macro top-5 (%)", True),
+    "train_top1": ("training top-1 on the training labels (%)", True),
+    # Training top-1 on the noisy labels minus on the clean labels of the same examples.
+    "memorisation": ("memorisation (points)", False),
 }
 
 
@@ -140,6 +148,37 @@ CLAIMS = [
 ]
 
 
+WIDE_PREFIX = "mlp256: "  # the conditions of the over-parameterised head (examples.compare_losses)
+
+
+def _on_wide_head(claim, note):
+    """The claim checked on the over-parameterised MLP head's conditions (the papers' deep networks)."""
+
+    def wide(condition):
+        if condition.startswith("slope: "):
+            return "slope: " + WIDE_PREFIX + condition[len("slope: ") :]
+        return WIDE_PREFIX + condition
+
+    return {
+        **claim,
+        "id": claim["id"] + " MLP",
+        "claim": f"{claim['claim']}; {note}",
+        "checks": [(wide(c), m, e) for c, m, e in claim["checks"] if not c.startswith("many")],
+    }
+
+
+_BY_ID = {c["id"]: c for c in CLAIMS}
+CLAIMS += [
+    _on_wide_head(_BY_ID["B1"], "a 256-unit MLP head that can memorise (their deep networks)"),
+    _on_wide_head(_BY_ID["B1'"], "a 256-unit MLP head"),
+    _on_wide_head(
+        _BY_ID["P1"].copy()
+        | {"claim": "TopKCrossEntropy gives better top-5 and better top-1 than CE"},
+        "a 256-unit MLP head trained on the data (their CIFAR-100 networks)",
+    ),
+]
+
+
 def gains(per_seed, condition, loss, metric):
     """Paired per-seed values ``(loss, ce)`` of ``metric`` in ``condition``, or None."""
     runs = per_seed.get(condition, {})
@@ -165,8 +204,68 @@ def check_interval(per_seed, condition, loss, metric, noise_ps=None):
     return None if pair is None else paired_interval(*pair)
 
 
+# Plain gains over CE of the newer losses (no paper claim to check): their paired intervals on the
+# long-tailed condition, macro-averaged over the classes and plain.
+GAIN_CONDITION = "long-tailed"
+GAIN_METRICS = ("macro1", "macro5", "top1", "top5")
+GAIN_LOSSES = {
+    "calibrated_hinge": "Yang & Koyejo 2020",
+    "noised_hinge": "Garcin et al. 2022",
+    "long_tail_hinge": "Garcin et al. 2022 (LDAM margins)",
+    "hinge_alpha": "Lapin et al. 2016",
+    "hinge_beta": "Lapin et al. 2016",
+    "truncated_entropy": "Lapin et al. 2016",
+    "topk_ce_lapsum": "Struski et al. 2025 (LapSum)",
+}
+
+
+def gain_rows(per_seed, seeds):
+    """Per newer loss that ran: its paired gains over CE on the long-tailed condition, no verdict.
+
+    The row's ``verdict`` only counts the intervals above and below 0 (out of the metrics measured).
+    """
+    rows = []
+    for loss, paper in GAIN_LOSSES.items():
+        checks = []
+        for metric in GAIN_METRICS:
+            runs = per_seed.get(GAIN_CONDITION, {})
+            if loss not in runs or "ce" not in runs:
+                continue
+            if any(r.get(metric) is None for r in runs[loss] + runs["ce"]):
+                continue
+            pair = gains(per_seed, GAIN_CONDITION, loss, metric)
+            interval = paired_interval(*pair)
+            checks.append(
+                {
+                    "condition": GAIN_CONDITION,
+                    "metric": metric,
+                    "expected": 0,
+                    "gain": interval,
+                    "agrees": direction(interval, METRICS[metric][1]),
+                }
+            )
+        if not checks:
+            continue
+        up = sum(c["agrees"] > 0 for c in checks)
+        down = sum(c["agrees"] < 0 for c in checks)
+        rows.append(
+            {
+                "id": f"G {loss}",
+                "paper": paper,
+                "loss": loss,
+                "claim": f"gain over CE on {GAIN_CONDITION} (measured, no claim)",
+                "verdict": f"above CE in {up}, below in {down} of {len(checks)} ({seeds} seeds)",
+                "checks": checks,
+            }
+        )
+    return rows
+
+
 def judge(per_seed, noise_ps, seeds):
-    """A verdict per claim: reproduced, not reproduced, inconclusive, or not tested in this run."""
+    """A verdict per claim: reproduced, not reproduced, inconclusive, or not tested in this run.
+
+    Then `gain_rows`: the newer losses' plain gains over CE, counted but not judged.
+    """
     verdicts = []
     for claim in CLAIMS:
         rows, signs = [], []
@@ -200,12 +299,12 @@ def judge(per_seed, noise_ps, seeds):
                 "checks": rows,
             }
         )
-    return verdicts
+    return verdicts + gain_rows(per_seed, seeds)
 
 
 def _interval_text(interval, metric):
     mean, low, high = interval
-    scale = 100.0 if metric.startswith("top") else 1.0
+    scale = 100.0 if metric.startswith(("top", "macro")) else 1.0
     if math.isinf(low):
         return f"{scale * mean:+.2f}"
     return f"{scale * mean:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
@@ -220,7 +319,7 @@ def verdict_table(verdicts):
         evidence = (
             "; ".join(
                 f"{r['condition']}, {r['metric']}: {_interval_text(r['gain'], r['metric'])}"
-                + ("" if r["agrees"] > 0 else " (against)" if r["agrees"] < 0 else " (?)")
+                + _mark(r)
                 for r in v["checks"]
             )
             or "-"
@@ -228,6 +327,41 @@ def verdict_table(verdicts):
         lines.append(
             f"| **{v['id']}** {v['paper']}: {v['claim']} | {evidence} | **{v['verdict']}** |"
         )
+    return "\n".join(lines)
+
+
+def _mark(row):
+    if row["expected"] == 0:  # a plain gain: the sign of the interval, no claim to agree with
+        return " (above)" if row["agrees"] > 0 else " (below)" if row["agrees"] < 0 else ""
+    return "" if row["agrees"] > 0 else " (against)" if row["agrees"] < 0 else " (?)"
+
+
+def verdict_table_by_protocol(verdicts, protocol_names):
+    """One row per claim and protocol: the evidence (paired gains, 95% intervals) and the verdict."""
+    lines = [
+        "| claim | protocol | loss vs CE: the evidence (paired gain, 95% interval) | verdict |",
+        "|---|---|---|---|",
+    ]
+    protocols = list(verdicts)
+    if not protocols:
+        return ""
+    for claim in verdicts[protocols[0]]:
+        for j, p in enumerate(protocols):
+            v = next((x for x in verdicts[p] if x["id"] == claim["id"]), None)
+            if v is None:
+                continue
+            evidence = (
+                "; ".join(
+                    f"{r['condition']}, {r['metric']}: {_interval_text(r['gain'], r['metric'])}"
+                    + _mark(r)
+                    for r in v["checks"]
+                )
+                or "-"
+            )
+            text = f"{claim['paper']}: {claim['claim']}" if j == 0 else "(the same claim)"
+            lines.append(
+                f"| **{claim['id']}** {text} | {protocol_names[p]} | {evidence} | **{v['verdict']}** |"
+            )
     return "\n".join(lines)
 
 
@@ -256,8 +390,8 @@ def summarize(per_seed, losses):
 def markdown_table(summary, losses, labels, bayes=None):
     """Rows (condition, loss): top-1, top-5 and candidates for 99%, with the paired gain over CE."""
     header = (
-        "| condition | loss | top-1 (%) | vs CE | top-5 (%) | vs CE | candidates 90/95/99% | "
-        "99%: vs CE | conformal set at 99% |"
+        "| condition | loss | top-1 (%) | vs CE | top-5 (%) | vs CE | macro top-1 / top-5 (%) | "
+        "memorisation (points) | candidates 90/95/99% | 99%: vs CE | conformal set at 99% |"
     )
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for condition, rows in summary.items():
@@ -268,14 +402,17 @@ def markdown_table(summary, losses, labels, bayes=None):
             gain = lambda m: _interval_text(e[m + "_gain"], m) if m + "_gain" in e else ""  # noqa: E731
             cands = "/".join(f"{e[m]:.1f}" for m in ("cand90", "cand95", "cand99") if m in e)
             size = f"{e['set99']:.1f}" if "set99" in e else "-"
+            macro = f"{100 * e['macro1']:.2f} / {100 * e['macro5']:.2f}" if "macro1" in e else "-"
+            memo = f"{100 * e['memorisation']:.1f}" if "memorisation" in e else "-"
             lines.append(
                 f"| {condition} | {labels[loss]} | {100 * e['top1']:.2f} | {gain('top1')} | "
-                f"{100 * e['top5']:.2f} | {gain('top5')} | {cands} | {gain('cand99')} | {size} |"
+                f"{100 * e['top5']:.2f} | {gain('top5')} | {macro} | {memo} | {cands} | "
+                f"{gain('cand99')} | {size} |"
             )
         if bayes and condition in bayes:
             b = bayes[condition]
             lines.append(
-                f"| {condition} | *Bayes limit* | {100 * b[0]:.2f} | | {100 * b[4]:.2f} | | | | |"
+                f"| {condition} | *Bayes limit* | {100 * b[0]:.2f} | | {100 * b[4]:.2f} | | | | | | |"
             )
     return "\n".join(lines)
 
@@ -297,12 +434,14 @@ def gains_table(summary, losses, labels):
         for loss in others:
             parts = []
             for metric in ("top1", "top5"):
-                gain = rows.get(loss, {}).get(metric + "_gain")
+                if loss not in rows:  # the arm did not run in this condition
+                    break
+                gain = rows[loss].get(metric + "_gain")
                 if gain is None:
                     parts.append("")
                     continue
                 parts.append(f"{100 * gain[0]:+.2f}" + ("*" if direction(gain) != 0 else ""))
-            cells.append(" / ".join(parts))
+            cells.append(" / ".join(parts) if loss in rows else "—")
         ce = rows["ce"]
         lines.append(
             f"| {condition} | {100 * ce['top1']:.1f} / {100 * ce['top5']:.1f} | "
@@ -330,6 +469,45 @@ def settings_table(tuned, losses, labels):
     return "\n".join(lines)
 
 
+def settings_table_by_protocol(tuned, losses, labels, protocol_names, budgets=None):
+    """Per protocol and loss: how often each setting won, and where the grid was widened."""
+    lines = [
+        "| protocol | loss | chosen settings (number of conditions) | grid widened (edge of the grid) |",
+        "|---|---|---|---|",
+    ]
+    for p, by_condition in tuned.items():
+        for loss in losses:
+            counts, widened = {}, []
+            for condition, rows in by_condition.items():
+                if loss not in rows:
+                    continue
+                chosen = dict(rows[loss]["chosen"])
+                chosen.pop("loss")
+                text = ", ".join(f"{k}={_setting_value(v)}" for k, v in chosen.items())
+                counts[text] = counts.get(text, 0) + 1
+                added = rows[loss].get("widened") or []
+                if added:
+                    widened.append(
+                        f"{condition}: lr " + ", ".join(f"{a['lr']:g}" for a in added) + " added"
+                    )
+            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+            lines.append(
+                f"| {protocol_names[p]} | {labels[loss]} | "
+                + "; ".join(f"{text} ({n})" for text, n in ranked)
+                + f" | {'; '.join(widened) or 'none'} |"
+            )
+    if budgets:
+        lines += [
+            "",
+            "Epoch budget of the fixed schedule per condition (CE's early-stopping epoch in the pilot run):",
+            "",
+            "| condition | pilot epoch | budget (epochs) |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {c} | {b['pilot_epoch']} | {b['epochs']} |" for c, b in budgets.items()]
+    return "\n".join(lines)
+
+
 def _setting_value(v):
     if isinstance(v, (list, tuple)):
         return "(" + ",".join(f"{x:g}" for x in v) + ")"
@@ -350,17 +528,17 @@ def _plt():
     return plt
 
 
-COLORS = {
-    "ce": "black",
-    "topk_ce": "tab:blue",
-    "smooth_svm": "tab:red",
-    "transition": "tab:green",
-    "topk_svm": "tab:orange",
-}
+def _colors():
+    from examples import study
+
+    return {arm.name: arm.color for arm in study.ARMS}
+
+
+COLORS = _colors()
 
 
 def plot_gain_vs_p(path, per_seed, noise_ps, losses, labels, title):
-    kinds = [k for k in ("superclass", "block", "uniform") if noise_ps.get(k)]
+    kinds = [k for k in noise_ps if noise_ps.get(k)]  # the wide head's kinds too
     if not kinds:
         return None
     plt = _plt()
@@ -504,3 +682,128 @@ def plot_candidates(path, summary, losses, labels, metric="cand99"):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------- #
+# Plain-language guidance, written from the run's own numbers
+# --------------------------------------------------------------------------- #
+
+PROTOCOL_NAMES = {"early": "early stopping", "fixed": "fixed schedule, final model"}
+
+
+def _significant(summary, loss, metric, sign):
+    """``[(condition, gain), ...]`` where the loss's paired gain is significant with this sign."""
+    out = []
+    for condition, rows in summary.items():
+        gain = rows.get(loss, {}).get(metric + "_gain")
+        if gain is not None and direction(gain) == sign:
+            out.append((condition, 100 * gain[0]))
+    return out
+
+
+def _pairs_text(pairs, limit=3):
+    ranked = sorted(pairs, key=lambda cg: -abs(cg[1]))
+    text = ", ".join(f"{c} {g:+.2f}" for c, g in ranked[:limit])
+    return text + (f" and {len(ranked) - limit} more" if len(ranked) > limit else "")
+
+
+def guidance(payload, labels):
+    """Markdown: which loss for which situation, per protocol, from a results.json payload.
+
+    Every number is the run's: counts of conditions where a loss's paired 95% interval lies above
+    or below CE's, the largest such gains, the verdicts, and (with both protocols) how early-stopped
+    CE compares with every loss trained to the end.
+    """
+    summary = payload["summary"]
+    verdicts = payload.get("verdicts") or {}
+    if summary and "early" not in summary and "fixed" not in summary:  # a run before the protocols
+        summary, verdicts = {"early": summary}, {"early": verdicts}
+    protocols = [p for p in ("early", "fixed") if p in summary]
+    losses = [loss for loss in payload["config"]["losses"] if loss != "ce" and loss in labels]
+    seeds = len(payload["config"]["seeds"])
+    conditions = list(summary[protocols[0]])
+    lines = [
+        f"Written by the study from its own results (`{payload['command']}`: {len(conditions)} "
+        f"conditions, {seeds} paired seeds, protocols: {', '.join(PROTOCOL_NAMES[p] for p in protocols)}). "
+        "A gain counts where its paired 95% interval excludes 0; points of test accuracy.",
+        "",
+    ]
+    for p in protocols:
+        lines.append(f"**{PROTOCOL_NAMES[p].capitalize()}.**")
+        lines.append("")
+        for loss in losses:
+            parts = []
+            for metric, name in (("top5", "top-5"), ("top1", "top-1")):
+                up = _significant(summary[p], loss, metric, 1)
+                down = _significant(summary[p], loss, metric, -1)
+                ran = sum(loss in rows for rows in summary[p].values())
+                text = f"{name}: better than CE in {len(up)} of {ran} conditions"
+                if up:
+                    text += f" ({_pairs_text(up)})"
+                text += f", worse in {len(down)}"
+                if down:
+                    text += f" ({_pairs_text(down)})"
+                parts.append(text)
+            if not any(loss in rows for rows in summary[p].values()):
+                continue  # the arm ran in none of this run's conditions
+            lines.append(f"- **{labels[loss]}**: " + "; ".join(parts) + ".")
+        for v in verdicts.get(p, []):
+            if v["id"].startswith("G "):  # a plain gain row: no claim, no verdict
+                lines.append(
+                    f"- **{labels.get(v['loss'], v['loss'])}** vs CE on {GAIN_CONDITION} "
+                    f"(macro and plain top-1/top-5): {v['verdict']}."
+                )
+            elif v["verdict"] != "not tested in this run":
+                lines.append(f"- Claim **{v['id']}** ({v['paper']}): {v['verdict']}.")
+        lines.append("")
+    if len(protocols) == 2:
+        early, fixed = summary["early"], summary["fixed"]
+        shared = [c for c in conditions if "ce" in early.get(c, {}) and c in fixed]
+        for metric, name in (("top1", "top-1"), ("top5", "top-5")):
+            beaten = [
+                c
+                for c in shared
+                if all(
+                    early[c]["ce"][metric] >= fixed[c][loss][metric]
+                    for loss in fixed[c]
+                    if metric in fixed[c][loss]
+                )
+            ]
+            lines.append(
+                f"- Early-stopped CE's {name} is at least every loss's fixed-schedule {name} "
+                f"(CE's included) in {len(beaten)} of {len(shared)} conditions."
+            )
+        lines.append("")
+    lines.append(_advice(summary, protocols, losses, labels, len(conditions)))
+    return "\n".join(lines)
+
+
+def _advice(summary, protocols, losses, labels, n_conditions):
+    """The plain sentence per protocol: the loss with the most significant top-5 gains, or CE."""
+    sentences = []
+    lead = {
+        "early": "If you can early-stop on a validation split of your training data",
+        "fixed": "If you train to a fixed budget of epochs and keep the final model",
+    }
+    for p in protocols:
+        score = {
+            loss: len(_significant(summary[p], loss, "top5", 1))
+            - len(_significant(summary[p], loss, "top5", -1))
+            for loss in losses
+        }
+        best = max(losses, key=lambda loss: score[loss]) if losses else None
+        if best is None or score[best] <= 0:
+            sentences.append(
+                f"{lead[p]}: start with CE; no top-k loss gained top-5 in more conditions than it "
+                "lost it."
+            )
+            continue
+        top1_down = len(_significant(summary[p], best, "top1", -1))
+        sentences.append(
+            f"{lead[p]}: {labels[best]} gained top-5 in "
+            f"{len(_significant(summary[p], best, 'top5', 1))} of "
+            f"{sum(best in rows for rows in summary[p].values())} conditions "
+            f"(lost it in {len(_significant(summary[p], best, 'top5', -1))}), at the cost of top-1 "
+            f"in {top1_down}; CE remains the reference to measure it against."
+        )
+    return " ".join(sentences)

@@ -6,15 +6,18 @@ error. Labels are either integer class indices of shape ``(...,)`` or
 ``(..., 1)``, or dense (one-hot or soft) rows of shape ``(..., n)``.
 """
 
+from typing import Any
+
 import numpy as np
 from keras import backend, ops
 
 from keras_topk import _backend
+from keras_topk._typing import Tensor
 
 _HALF = ("float16", "bfloat16")
 
 
-def compute_dtype(dtype):
+def compute_dtype(dtype: Any) -> str:
     """The dtype keras-topk computes in for scores of ``dtype``."""
     dtype = backend.standardize_dtype(dtype)
     if dtype in _HALF:
@@ -27,7 +30,7 @@ def compute_dtype(dtype):
     )
 
 
-def standardize_scores(y_pred):
+def standardize_scores(y_pred: Tensor) -> Tensor:
     """Returns scores as a float32/float64 tensor of rank >= 1 with a static class axis."""
     scores = ops.convert_to_tensor(y_pred)
     dtype = compute_dtype(scores.dtype)
@@ -45,11 +48,11 @@ def standardize_scores(y_pred):
     return scores
 
 
-def num_classes_of(scores):
+def num_classes_of(scores: Tensor) -> int:
     return int(scores.shape[-1])
 
 
-def standardize_labels(y_true, scores):
+def standardize_labels(y_true: Tensor, scores: Tensor) -> tuple[Tensor, bool]:
     """Returns ``(labels, dense)`` for ``scores`` of shape ``(..., n)``.
 
     Sparse labels come back as int32 of shape ``scores.shape[:-1]`` (range-checked
@@ -104,7 +107,7 @@ def standardize_labels(y_true, scores):
     return ops.clip(labels, 0, n - 1), False
 
 
-def _check_whole_numbers(labels):
+def _check_whole_numbers(labels: Tensor) -> None:
     # Casting 1.5 to int32 would silently train on class 1; this usually means
     # probabilities were passed where class indices belong. Only values known
     # now (eager) can be checked.
@@ -121,7 +124,7 @@ def _check_whole_numbers(labels):
         )
 
 
-def floor_masked_scores(scores, scale=1.0):
+def floor_masked_scores(scores: Tensor, scale: float = 1.0) -> Tensor:
     """Replaces scores below a large negative floor (``-inf`` included) by the floor.
 
     ``-inf`` is the usual way to mask a class out, but differences and
@@ -137,7 +140,7 @@ def floor_masked_scores(scores, scale=1.0):
     return ops.where(ops.less(scores, floor), floor, scores)
 
 
-def flatten_batch(scores, labels, dense):
+def flatten_batch(scores: Tensor, labels: Tensor, dense: bool) -> tuple[Tensor, Tensor]:
     """Flattens leading axes: scores to (b, n), labels to (b,) or (b, n)."""
     n = num_classes_of(scores)
     scores = ops.reshape(scores, (-1, n))
@@ -145,14 +148,14 @@ def flatten_batch(scores, labels, dense):
     return scores, labels
 
 
-def unflatten_batch(values, reference_scores):
+def unflatten_batch(values: Tensor, reference_scores: Tensor) -> Tensor:
     """Reshapes per-sample values of shape (b,) back to the scores' leading axes."""
     if len(reference_scores.shape) == 2:
         return values
     return ops.reshape(values, ops.shape(reference_scores)[:-1])
 
 
-def _shape(shape):
+def _shape(shape: tuple[int | None, ...]) -> str:
     return (
         "("
         + ", ".join("None" if d is None else str(d) for d in shape)

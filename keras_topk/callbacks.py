@@ -1,20 +1,23 @@
-"""Callbacks: `TransitionCallback`, which advances the schedule of `TopKTransitionLoss`."""
+"""Callbacks: `TransitionCallback` advances the schedule of `TopKTransitionLoss`; `NoiseCallback`
+threads the random stream of the noised hinges through the compiled training step."""
 
 from typing import Any
 
 import keras
 
-__all__ = ["TransitionCallback"]
+from keras_topk import _backend
+from keras_topk.losses import noise_state, topk_transition
+
+__all__ = ["NoiseCallback", "TransitionCallback"]
 
 
-def _find_transition_losses(loss, path=""):
+def _find_transition_losses(
+    loss: Any, path: str = ""
+) -> list[tuple[str, topk_transition.TopKTransitionLoss]]:
     """``[(path, loss)]`` for every `TopKTransitionLoss` in a compiled loss structure."""
-    # Imported here: keras_topk.losses re-exports this module's callback.
-    from keras_topk.losses.topk_transition import TopKTransitionLoss
-
     if loss is None:
         return []
-    if isinstance(loss, TopKTransitionLoss):
+    if isinstance(loss, topk_transition.TopKTransitionLoss):
         return [(path, loss)]
     if isinstance(loss, dict):
         items = [(str(key), item) for key, item in loss.items()]
@@ -35,6 +38,11 @@ class TransitionCallback(keras.callbacks.Callback):
     the jitted train step, and the logs report ``w``), and after each training
     batch advances the schedule by the number of steps just run. See
     `TopKTransitionLoss` for why this is a callback.
+
+    ``w`` is logged by the training steps only (in ``fit``'s History and
+    progress bar): validation and ``evaluate`` do not report it (it is the
+    same ``w``, not a validation quantity), with or without this callback,
+    before or after ``keras.models.load_model``.
 
     Each loss logs ``w`` as ``"<loss name>_weight"``; when two transition
     losses in one model share a name (e.g. two default-named losses on two
@@ -83,6 +91,7 @@ class TransitionCallback(keras.callbacks.Callback):
         self._given = losses
         self._losses: list[Any] = []
         self._begin: int | None = None
+        self._training = False
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
@@ -99,26 +108,12 @@ class TransitionCallback(keras.callbacks.Callback):
             loss.state.claim(model, loss.name)
         self._name_states(found, model)
         self._losses = [loss for _, loss in found]
-        # The state must be among the metrics, because metric state is what
-        # JAX's trainer threads through the jitted step, and Keras 3 has no
-        # public way to add a metric to a compiled model (compile's `metrics`
-        # are per output and would be updated with y_true/y_pred). Hence the
-        # private list; `model.metrics` then reports the state.
-        metrics = model._metrics
-        added = False
-        for loss in self._losses:
-            if not any(m is loss.state for m in metrics):
-                metrics.append(loss.state)
-                added = True
-        if added:
-            # Functions traced before the state joined the metrics would leave
-            # `w` out of the logs; fit/evaluate rebuild them after `set_model`.
-            for attr in ("train_function", "test_function"):
-                if getattr(model, attr, None) is not None:
-                    setattr(model, attr, None)
+        _backend.add_model_metrics(model, [loss.state for loss in self._losses])
 
     @staticmethod
-    def _name_states(found, model):
+    def _name_states(
+        found: list[tuple[str, topk_transition.TopKTransitionLoss]], model: keras.Model
+    ) -> None:
         """Log keys ``"<loss name>_weight"``, prefixed by the output where names collide."""
         names = [loss.name for _, loss in found]
         output_names = list(getattr(model, "output_names", None) or [])
@@ -131,6 +126,25 @@ class TransitionCallback(keras.callbacks.Callback):
                 key = f"{prefix}_{key}"
             loss.state.name = key
 
+    def _report(self, reporting: bool) -> None:
+        for loss in self._losses:
+            loss.state.reporting = reporting
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._training = True
+        self._report(True)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._training = False
+        self._report(False)
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        # Validation inside fit, or evaluate given this callback.
+        self._report(False)
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self._report(self._training)
+
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._begin = batch
 
@@ -140,3 +154,54 @@ class TransitionCallback(keras.callbacks.Callback):
         self.model  # noqa: B018  (on JAX, syncs the step's state back to the variables)
         for loss in self._losses:
             loss.advance(steps)
+
+
+class NoiseCallback(keras.callbacks.Callback):
+    """Puts the random stream of every noised loss among the model's metrics.
+
+    Pass it to ``fit`` with `NoisedTopKHinge` or `LongTailTopKHinge` (with
+    ``epsilon > 0``): the loss's `NoiseState` then travels through the
+    compiled train step like any metric state, so that the noise changes at
+    every step and is reproducible from the loss's ``seed`` on TensorFlow,
+    JAX and PyTorch, with or without ``jit_compile``. Without it, JAX raises
+    a ``ValueError`` naming this callback when the step is traced;
+    TensorFlow and PyTorch assign the loss's variable directly and need it
+    only for uniformity.
+
+    Args:
+        losses: a noised loss or a list of them; default: those in ``model.loss``.
+
+    Example:
+
+    >>> import numpy as np, keras, keras_topk
+    >>> loss = keras_topk.losses.NoisedTopKHinge(k=2, seed=3)
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    >>> model.compile("sgd", loss=loss)
+    >>> x, y = np.ones((8, 3), "float32"), np.arange(8) % 5
+    >>> _ = model.fit(x, y, batch_size=4, verbose=0, callbacks=[keras_topk.callbacks.NoiseCallback()])
+    >>> int(keras.ops.convert_to_numpy(loss.noise_state.seed_state)[1])  # one draw per step
+    2
+    """
+
+    def __init__(self, losses: Any = None) -> None:
+        super().__init__()
+        if losses is not None:
+            losses = noise_state.find_noised_losses(
+                losses if isinstance(losses, (list, tuple)) else [losses]
+            )
+            if not losses:
+                raise ValueError(
+                    "`losses` must be a noised top-k loss (NoisedTopKHinge, LongTailTopKHinge) "
+                    "or a list of them; got none."
+                )
+        self._given = losses
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(model)
+        losses = self._given or noise_state.find_noised_losses(getattr(model, "loss", None))
+        if not losses:
+            raise ValueError(
+                "NoiseCallback found no noised top-k loss in `model.loss`: compile the model "
+                "with one, or pass it as NoiseCallback(losses=loss)."
+            )
+        _backend.add_model_metrics(model, [loss.noise_state for loss in losses])

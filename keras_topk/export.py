@@ -45,6 +45,11 @@ def export_with_loss(
     - ``top_k(x)``: ``{"values", "indices"}``, the ``k`` highest scores of
       each sample and their classes (int32), highest first.
 
+    Called from Python, ``loss`` and ``weighted_loss`` return the scalar; their
+    signatures (what TF Serving answers) name it after the loss,
+    ``{loss.name: value}`` (e.g. ``"smooth_topk_svm"``), where a bare tensor
+    would be named ``"output_0"``.
+
     The loss is traced with its current state: a `TopKTransitionLoss` is
     exported at its current weight ``w`` (its state variables are saved with
     the model's weights).
@@ -81,6 +86,8 @@ def export_with_loss(
     True
     >>> reloaded.top_k(x)["indices"].shape
     TensorShape([3, 2])
+    >>> list(reloaded.signatures["loss"].structured_outputs)
+    ['smooth_topk_svm']
     """
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
@@ -133,6 +140,7 @@ def export_with_loss(
         values, indices = keras.ops.top_k(serve(x), k, sorted=True)
         return {"values": values, "indices": keras.ops.cast(indices, "int32")}
 
+    output_name = str(getattr(loss, "name", None) or getattr(loss, "__name__", None) or "loss")
     archive = keras.export.ExportArchive()
     archive.track(model)
     # A loss that holds state (TopKTransitionLoss's schedule) reads variables
@@ -149,5 +157,44 @@ def export_with_loss(
         input_signature=[label_spec, input_signature, weight_spec],
     )
     archive.add_endpoint("top_k", top_k, input_signature=[input_signature])
+
+    def loss_signature(y_true: Any, x: Any) -> dict[str, Any]:
+        return {output_name: loss_fn(y_true, x)}
+
+    def weighted_loss_signature(y_true: Any, x: Any, sample_weight: Any) -> dict[str, Any]:
+        return {output_name: weighted_loss_fn(y_true, x, sample_weight)}
+
+    _sign_with(
+        archive,
+        {
+            "loss": tf.function(loss_signature, input_signature=[label_spec, input_signature]),
+            "weighted_loss": tf.function(
+                weighted_loss_signature,
+                input_signature=[label_spec, input_signature, weight_spec],
+            ),
+        },
+    )
     archive.write_out(filepath, verbose=verbose)
     return ["serve", "loss", "weighted_loss", "top_k"]
+
+
+def _sign_with(archive: Any, signatures: dict[str, Any]) -> None:
+    """Makes ``archive`` write ``signatures[name]`` as the signature of endpoint ``name``.
+
+    ``write_out`` makes every endpoint a signature too, and TensorFlow names a
+    signature's bare tensor output ``"output_0"``; an endpoint that returned
+    ``{name: tensor}`` would return that dict to Python callers as well. So
+    the endpoints stay as they are and their signatures return the dict.
+    Keras 3.7 to 3.15 read each endpoint's signature through the archive's
+    ``_get_concrete_fn`` (recent versions make ``keras.export.ExportArchive``
+    a factory of backend classes, so the instance's method is replaced rather
+    than subclassed); tests/contract/test_export.py holds the names.
+    """
+    endpoint_function = archive._get_concrete_fn
+
+    def concrete_function(endpoint: str) -> Any:
+        if endpoint in signatures:
+            return signatures[endpoint]
+        return endpoint_function(endpoint)
+
+    archive._get_concrete_fn = concrete_function

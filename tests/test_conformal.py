@@ -8,8 +8,10 @@ calibration scores, computed here with integer arithmetic (independently of
 ``calibrate``, which is checked against it on a few splits).
 """
 
+import dataclasses
 import itertools
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -70,11 +72,17 @@ def simulate(draw, method, randomized, alphas, splits, m_cal, m_test, seed, **se
     n = scores.shape[-1]
     scores = scores.reshape(splits, m, n)
     label_scores = np.take_along_axis(scores, labels.reshape(splits, m, 1), axis=2)[..., 0]
+    # Non-randomised APS/RAPS sets also hold the top class (these logits have no ties).
+    forced = method != "topk" and not randomized
+    top = (logits == logits.max(axis=-1, keepdims=True)).reshape(splits, m, n) & forced
+    label_top = np.take_along_axis(top, labels.reshape(splits, m, 1), axis=2)[..., 0]
     results = {}
     for alpha in alphas:
         q = np.sort(label_scores[:, :m_cal], axis=1)[:, quantile_index(m_cal, alpha) - 1]
-        coverage = np.mean(label_scores[:, m_cal:] <= q[:, None], axis=1)
-        sizes = np.mean(np.sum(scores[:, m_cal:] <= q[:, None, None], axis=2), axis=1)
+        covered = (label_scores[:, m_cal:] <= q[:, None]) | label_top[:, m_cal:]
+        coverage = np.mean(covered, axis=1)
+        members = (scores[:, m_cal:] <= q[:, None, None]) | top[:, m_cal:]
+        sizes = np.mean(np.sum(members, axis=2), axis=1)
         results[alpha] = (coverage, sizes)
     # calibrate() gives the same threshold on the same scores (first split).
     if not randomized:
@@ -173,7 +181,8 @@ def full_conformal_p_value(calibration_scores, test_score):
 @pytest.mark.parametrize("method", ["topk", "aps", "raps"])
 def test_sets_are_the_classes_whose_p_value_exceeds_alpha(method, rng):
     # A second definition of the same sets: y is in C(x) iff its conformal
-    # p-value exceeds alpha, computed by brute force over the calibration scores.
+    # p-value exceeds alpha, computed by brute force over the calibration scores
+    # (non-randomised APS/RAPS: or y ties for the highest logit).
     for _trial in range(20):
         m, n = int(rng.integers(10, 25)), int(rng.integers(2, 6))
         alpha = float(rng.choice([0.1, 0.2, 0.3, 0.5]))
@@ -183,7 +192,14 @@ def test_sets_are_the_classes_whose_p_value_exceeds_alpha(method, rng):
         cal = sets.scores_of(logits[:m])[np.arange(m), labels[:m]]
         test = sets.scores_of(logits[m:])
         expected = np.array(
-            [[full_conformal_p_value(cal, test[i, j]) > alpha for j in range(n)] for i in range(6)]
+            [
+                [
+                    full_conformal_p_value(cal, test[i, j]) > alpha
+                    or (method != "topk" and logits[m + i, j] == logits[m + i].max())
+                    for j in range(n)
+                ]
+                for i in range(6)
+            ]
         )
         np.testing.assert_array_equal(sets.predict(logits[m:]), expected)
 
@@ -245,12 +261,229 @@ def test_topk_sets_with_ties_follow_the_metric_rule():
 
 def test_tied_probabilities_enter_aps_sets_together():
     sets = ConformalSets("aps", 0.1, threshold=0.7, from_logits=False)
-    p = np.array([[0.3, 0.3, 0.3, 0.1], [0.5, 0.25, 0.25, 0.0]])
-    # Row 0: each tied class scores 0.9 > 0.7: none enters (no arbitrary pick).
-    # Row 1: 0.5, then both 0.25s score 1.0.
+    p = np.array([[0.3, 0.3, 0.3, 0.1], [0.5, 0.25, 0.25, 0.0], [0.4, 0.2, 0.2, 0.2]])
+    # Row 0: each tied class scores 0.9 > 0.7, but they tie for the top: all
+    # three enter (the top group is always in; no arbitrary pick of one).
+    # Row 1: 0.5, then both 0.25s score 1.0. Row 2: 0.4, then the three 0.2s score 1.0.
     np.testing.assert_array_equal(
-        sets.predict(p), [[False, False, False, False], [True, False, False, False]]
+        sets.predict(p),
+        [[True, True, True, False], [True, False, False, False], [True, False, False, False]],
     )
+    wider = ConformalSets("aps", 0.1, threshold=0.8, from_logits=False)
+    np.testing.assert_array_equal(wider.predict(p[2:]), [[True, False, False, False]])
+    np.testing.assert_allclose(wider.scores_of(p[2:]), [[0.4, 1.0, 1.0, 1.0]], atol=1e-12)
+
+
+# --- non-randomised sets always hold the top class (issue 20, item 1) ---------------------
+
+
+def test_the_issue_example_holds_the_top_class():
+    sets = calibrate([[0.7, 0.2, 0.1]] * 9, [0] * 9, 0.1, "aps", from_logits=False)
+    # Nine label scores 0.7: the threshold is 0.7, below the new example's top score 0.8.
+    assert sets.threshold == pytest.approx(0.7)
+    np.testing.assert_array_equal(sets.predict([[0.8, 0.1, 0.1]]), [[True, False, False]])
+    raps = calibrate([[0.7, 0.2, 0.1]] * 9, [0] * 9, 0.1, "raps", from_logits=False, k_reg=0)
+    assert raps.threshold == pytest.approx(0.7 + 0.01)
+    np.testing.assert_array_equal(raps.predict([[0.8, 0.1, 0.1]]), [[True, False, False]])
+    # A tie for the top enters whole, even when its score (0.8) exceeds the threshold.
+    np.testing.assert_array_equal(sets.predict([[0.4, 0.4, 0.2]]), [[True, True, False]])
+
+
+@pytest.mark.parametrize("method", ["aps", "raps"])
+def test_non_randomised_sets_are_the_threshold_sets_plus_the_top_group(method, rng):
+    # Confident examples whose top probability alone exceeds the threshold: the
+    # set is {S <= q} with the classes of highest logit added, never empty.
+    empty_before = 0
+    for _trial in range(20):
+        n = int(rng.integers(2, 7))
+        logits = np.concatenate(
+            [rng.normal(size=(60, n)), rng.integers(0, 3, size=(40, n)) * 4.0]
+        )  # continuous rows, and confident rows with ties
+        labels = rng.integers(0, n, 100)
+        sets = calibrate(logits[:50], labels[:50], 0.2, method, lam=0.05, k_reg=1)
+        scores = sets.scores_of(logits[50:])
+        top = logits[50:] == logits[50:].max(axis=1, keepdims=True)
+        mask = sets.predict(logits[50:])
+        np.testing.assert_array_equal(mask, (scores <= sets.threshold) | top)
+        assert mask.any(axis=1).all()
+        empty_before += int(np.sum(~(scores <= sets.threshold).any(axis=1)))
+    assert empty_before > 0  # the rule made a difference in these draws
+
+
+def test_randomised_sets_may_still_be_empty():
+    # Randomised APS, p = (0.8, 0.1, 0.1), threshold 0.3: the top class's score is
+    # u * 0.8, so it enters iff u <= 0.375 (u drawn from the seed, as predict does).
+    sets = ConformalSets("aps", 0.1, 0.3, randomized=True, from_logits=False)
+    p = np.tile([0.8, 0.1, 0.1], (200, 1))
+    u = np.random.default_rng(4).uniform(size=200)
+    mask = sets.predict(p, seed=4)
+    np.testing.assert_array_equal(mask[:, 0], u * 0.8 <= 0.3)
+    assert not mask[:, 1:].any()
+    assert 0 < np.sum(~mask.any(axis=1)) < 200
+
+
+# --- the class count, hand-built objects, masks, probabilities (issue 20, item 5) -------
+
+
+def test_sets_remember_their_class_count(rng):
+    import keras
+
+    logits, labels = draw_overconfident(rng, 100)
+    for method in ("topk", "aps", "raps"):
+        sets = calibrate(logits, labels, 0.1, method)
+        assert sets.num_classes == 10
+        for width in (3, 15):
+            other = rng.normal(size=(4, width))
+            for call in (sets.predict, sets.scores_of, sets.predict_indices):
+                with pytest.raises(ValueError, match="3 classes|15 classes") as error:
+                    call(other)
+                assert "calibrated on 10 classes" in str(error.value)
+            model = keras.Sequential([keras.Input((width,)), keras.layers.Identity()])
+            with pytest.raises(ValueError, match=f"`model` outputs {width} classes"):
+                conformal.predict_sets(model, other.astype("float32"), sets)
+        assert sets.predict(logits[:4]).shape == (4, 10)
+
+
+def test_sets_saved_without_a_class_count_still_load(rng):
+    logits, labels = draw_overconfident(rng, 100)
+    sets = calibrate(logits, labels, 0.1, "raps", randomized=True, seed=0)
+    saved = dataclasses.asdict(sets)
+    assert ConformalSets(**saved) == sets
+    old = {k: v for k, v in saved.items() if k != "num_classes"}  # the fields before the count
+    loaded = ConformalSets(**old)
+    assert loaded.num_classes is None
+    np.testing.assert_array_equal(
+        loaded.predict(logits[:5], seed=1), sets.predict(logits[:5], seed=1)
+    )
+    assert loaded.predict(rng.normal(size=(2, 4)), seed=1).shape == (2, 4)  # any width
+
+
+# pickle.dumps(ConformalSets("raps", 0.1, 0.85, lam=0.02, k_reg=2, n_calibration=50),
+# protocol=4) made by keras_topk.conformal before it had the class count (commit bd90432).
+OLD_PICKLE = (
+    "gASVsAAAAAAAAACMFGtlcmFzX3RvcGsuY29uZm9ybWFslIwNQ29uZm9ybWFsU2V0c5STlCmBlH2UKIwGbWV0aG9klIwE"
+    "cmFwc5SMBWFscGhhlEc/uZmZmZmZmowJdGhyZXNob2xklEc/6zMzMzMzM4wKcmFuZG9taXplZJSJjAtmcm9tX2xvZ2l0"
+    "c5SIjANsYW2URz+UeuFHrhR7jAVrX3JlZ5RLAowNbl9jYWxpYnJhdGlvbpRLMnViLg=="
+)
+
+
+def test_sets_pickled_before_the_class_count_still_load(rng):
+    import base64
+    import pickle
+
+    loaded = pickle.loads(base64.b64decode(OLD_PICKLE))
+    assert loaded == ConformalSets("raps", 0.1, 0.85, lam=0.02, k_reg=2, n_calibration=50)
+    assert loaded.num_classes is None
+    # p = (0.5, 0.3, 0.2): RAPS scores 0.5, 0.8 and 1.0 + 0.02 * (3 - 2), threshold 0.85.
+    np.testing.assert_array_equal(loaded.predict(np.log([[0.5, 0.3, 0.2]])), [[True, True, False]])
+    # A pickle of today's sets names the public module and keeps the count.
+    logits, labels = draw_overconfident(rng, 100)
+    sets = calibrate(logits, labels, 0.1, "aps")
+    data = pickle.dumps(sets, protocol=4)
+    assert b"keras_topk.conformal\x94" in data
+    assert pickle.loads(data) == sets and pickle.loads(data).num_classes == 10
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"method": "lac"}, "Unknown `method` 'lac'; expected one of"),
+        ({"method": None}, "Unknown `method` None; expected one of"),
+        ({"alpha": 0.0}, "strictly between 0 and 1"),
+        ({"alpha": 1.5}, "strictly between 0 and 1"),
+        ({"alpha": "0.1"}, "`alpha` must be a number"),
+        ({"threshold": float("nan")}, "`threshold` must be finite"),
+        ({"threshold": float("inf")}, "`threshold` must be finite"),
+        ({"threshold": -0.5}, "`threshold` must be >= 0"),
+        ({"threshold": "1"}, "`threshold` must be a real number"),
+        ({"method": "topk", "threshold": 1.5}, "whole number"),
+        ({"method": "topk", "threshold": 3.0, "num_classes": 3}, "at most num_classes - 1 = 2"),
+        ({"num_classes": 0}, "`num_classes` must be >= 1"),
+        ({"num_classes": 2.5}, "`num_classes` must be an integer"),
+        ({"num_classes": True}, "`num_classes` must be an integer"),
+        ({"method": "topk", "threshold": 1.0, "randomized": True}, "randomi"),
+        ({"randomized": 1}, "`randomized` must be True or False"),
+        ({"from_logits": "yes"}, "`from_logits` must be True or False"),
+        ({"lam": -0.1}, "`lam` must be >= 0"),
+        ({"k_reg": -1}, "`k_reg` must be >= 0"),
+        ({"n_calibration": -3}, "`n_calibration` must be >= 0"),
+    ],
+)
+def test_hand_built_sets_are_validated(fields, message):
+    base = {"method": "aps", "alpha": 0.1, "threshold": 0.9}
+    with pytest.raises(ValueError, match=message):
+        ConformalSets(**{**base, **fields})
+
+
+def test_hand_built_fields_are_normalised():
+    sets = ConformalSets("topk", np.float32(0.25), np.int64(2), k_reg=3.0, num_classes=np.int32(4))
+    assert (sets.alpha, sets.threshold, sets.k_reg, sets.num_classes) == (0.25, 2.0, 3, 4)
+    assert type(sets.threshold) is float and type(sets.num_classes) is int
+    assert sets.k_hat == 3
+
+
+def test_masked_classes_never_enter_a_set():
+    inf = np.inf
+    logits = np.array([[2.0, 1.0, 0.0, -inf], [-inf, 0.0, -inf, 0.0]])
+    mask_of_masked = np.isneginf(logits)
+    # Thresholds at and beyond 1: every unmasked class is in, never a masked one.
+    for threshold in (1.0, 1.0 + 1e-9, 5.0):
+        for sets in (
+            ConformalSets("aps", 0.1, threshold),
+            ConformalSets("aps", 0.1, threshold, randomized=True),
+            ConformalSets("raps", 0.1, threshold, lam=0.0),
+        ):
+            np.testing.assert_array_equal(sets.predict(logits, seed=0), ~mask_of_masked)
+            assert np.all(np.isposinf(sets.scores_of(logits, seed=0)[mask_of_masked]))
+    # A zero probability with from_logits=False is masked alike.
+    p = np.array([[0.5, 0.5, 0.0]])
+    np.testing.assert_array_equal(
+        ConformalSets("aps", 0.1, 1.0, from_logits=False).predict(p), [[True, True, False]]
+    )
+    # Top-k: k_hat = n would hold every class; the -inf ones stay out.
+    np.testing.assert_array_equal(ConformalSets("topk", 0.1, 3.0).predict(logits), ~mask_of_masked)
+    with pytest.raises(ValueError, match="-inf everywhere"):
+        ConformalSets("topk", 0.1, 3.0).predict(np.full((1, 4), -inf))
+
+
+def test_masked_calibration_labels_count_as_uncovered():
+    # 30 examples, alpha = 0.1: the threshold is the ceil(31 * 0.9) = 28th smallest
+    # label score. Two masked labels score +inf and sit above it; three make it
+    # +inf, which no finite set reaches: refused.
+    logits = np.tile([3.0, 1.0, 0.0, -np.inf], (30, 1))
+    labels = np.array([0] * 28 + [3, 3])
+    for method in ("aps", "raps", "topk"):
+        sets = calibrate(logits, labels, 0.1, method)
+        scores = sets.scores_of(logits)[np.arange(30), labels]
+        assert np.isposinf(scores[-2:]).all()
+        assert sets.threshold == np.sort(scores)[27] == scores[0]
+        with pytest.raises(ValueError, match="3 of 30 calibration labels"):
+            calibrate(logits, np.array([0] * 27 + [3, 3, 3]), 0.1, method)
+
+
+def test_probabilities_passed_as_logits_warn_once_per_object(rng):
+    logits, labels = draw_overconfident(rng, 100)
+    probs = softmax(logits)
+
+    def warned(run):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+        return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+    for method in ("aps", "raps"):
+        sets = ConformalSets(method, 0.1, 0.9)
+        messages = warned(lambda: [sets.predict(probs), sets.scores_of(probs), sets.predict(probs)])
+        assert len(messages) == 1 and "look like probabilities" in messages[0]
+        assert not warned(lambda: sets.predict(probs))  # this object has warned
+        assert len(warned(lambda: ConformalSets(method, 0.1, 0.9).predict(probs))) == 1
+        # calibrate warns once, and the object it returns does not warn again.
+        assert len(warned(lambda: calibrate(probs, labels, 0.1, method).predict(probs))) == 1
+        # Logits, or probabilities declared as such, do not warn.
+        assert not warned(lambda: ConformalSets(method, 0.1, 0.9).predict(logits))
+        assert not warned(lambda: calibrate(probs, labels, 0.1, method, from_logits=False))
+    # Top-k uses only the order: probabilities are fine there.
+    assert not warned(lambda: calibrate(probs, labels, 0.1, "topk").predict(probs))
 
 
 def test_label_ranks_and_candidates_by_brute_force(rng):
@@ -352,7 +585,15 @@ def test_predict_sets_runs_a_keras_model(rng):
         (lambda: calibrate(np.zeros((50, 3)), np.full(50, 3), 0.1), r"in \[0, 3\)"),
         (lambda: calibrate(np.zeros((50, 3)), np.full(50, 0.5), 0.1), "whole class indices"),
         (lambda: calibrate(np.full((50, 3), np.nan), np.zeros(50, int), 0.1), "NaN"),
-        (lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, "lac"), "must be one of"),
+        (
+            lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, "lac"),
+            "Unknown `method` 'lac'",
+        ),
+        (
+            # An array is not a method name: refused by name, not by NumPy's ambiguous truth value.
+            lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, np.array(["aps", "raps"])),
+            "Unknown `method`",
+        ),
         (lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, randomized=True), "randomi"),
         (lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, "raps", lam=-1), "`lam`"),
         (lambda: calibrate(np.zeros((50, 3)), np.zeros(50, int), 0.1, "raps", k_reg=1.5), "k_reg"),

@@ -1,7 +1,7 @@
-"""Every third-party import of the repository is declared in setup.cfg.
+"""Every third-party import of the repository is declared in pyproject.toml.
 
 A module imported by ``keras_topk/``, ``examples/``, ``tests/``, ``benchmarks/``
-or ``saved_models/`` that no declared requirement provides works on the
+or its fixture scripts that no declared requirement provides works on the
 developer's machine (where it happens to be installed) and fails on a user's.
 This test walks the imports with ``ast`` and maps each third-party top-level
 module to the distributions that provide it in the running environment
@@ -10,7 +10,6 @@ requirement of an install that the folder's code runs under.
 """
 
 import ast
-import configparser
 import importlib.metadata
 import pathlib
 import sys
@@ -20,9 +19,12 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+# The standard library reads pyproject.toml from Python 3.11 (CI's version) on.
+tomllib = pytest.importorskip("tomllib")
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # "." is the files at the top of the repository (conftest.py, setup.py if any).
-FOLDERS = ("keras_topk", "examples", "tests", "benchmarks", "saved_models", ".")
+FOLDERS = ("keras_topk", "examples", "tests", "benchmarks", ".")
 
 # The installs each folder's code runs under ("core" is install_requires).
 # The package itself may import only its core requirements and the backends
@@ -30,7 +32,6 @@ FOLDERS = ("keras_topk", "examples", "tests", "benchmarks", "saved_models", ".")
 INSTALLS = {
     "keras_topk": ("core", "tensorflow", "jax", "torch"),
     "examples": ("core", "tensorflow", "examples"),
-    "saved_models": ("core", "tensorflow", "test"),
     # Tests and benchmarks may use any extra (the docs build test needs `docs`).
     "tests": None,
     "benchmarks": None,
@@ -44,10 +45,12 @@ OPTIONAL_UNDECLARED = {
     # The PyTorch reference implementation (Petersen et al.) for parity checks:
     # tests/references/difftopk_reference.py, tests/references/make_reference_cases.py,
     # benchmarks/reference.py. Installed by hand with `pip install --no-deps
-    # difftopk==0.2.0 diffsort==0.2.0` (README "Development"): its sparse
+    # difftopk==0.2.0 diffsort==0.2.0` (CONTRIBUTING.md, "Reference cases"): its sparse
     # dependency torch-sparse has no wheel, so a declared extra would not install.
     "difftopk": "reference implementation, installed with --no-deps",
     "diffsort": "reference implementation, installed with --no-deps",
+    # The noised top-k hinge's reference (Garcin et al.), only for its case generator.
+    "pytopk": "reference implementation, only for tests/references/make_hinge_reference_cases.py",
     # difftopk's sparse networks: no wheel for torch 2.13; benchmarks/build_torch_sparse.sh
     # builds it from source, and benchmarks/reference.py falls back to the dense executor.
     "torch_sparse": "built from source by benchmarks/build_torch_sparse.sh",
@@ -77,25 +80,21 @@ UNINSTALLED_PROVIDERS = {
 }
 
 
-def declared_requirements(setup_cfg=ROOT / "setup.cfg"):
-    """{install name: {canonical distribution name}}; "core" is install_requires."""
-    cfg = configparser.ConfigParser()
-    cfg.read(setup_cfg)
+def declared_requirements(pyproject=ROOT / "pyproject.toml"):
+    """{install name: {canonical distribution name}}; "core" is the dependencies."""
+    project = tomllib.loads(pathlib.Path(pyproject).read_text(encoding="utf-8"))["project"]
 
-    def names(text):
+    def names(lines):
         out = set()
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                req = Requirement(line)
-                out.add(canonicalize_name(req.name))
-                out |= extra_requirements(req)
+        for line in lines:
+            req = Requirement(line)
+            out.add(canonicalize_name(req.name))
+            out |= extra_requirements(req)
         return out
 
-    installs = {"core": names(cfg.get("options", "install_requires", fallback=""))}
-    if cfg.has_section("options.extras_require"):
-        for extra, text in cfg.items("options.extras_require"):
-            installs[extra] = names(text)
+    installs = {"core": names(project.get("dependencies", []))}
+    for extra, lines in project.get("optional-dependencies", {}).items():
+        installs[extra] = names(lines)
     return installs
 
 
@@ -150,10 +149,10 @@ def providers(module, dist_map):
     return names | {ALIASES[n] for n in names if n in ALIASES}
 
 
-def undeclared_imports(root=ROOT, folders=FOLDERS, setup_cfg=None, dist_map=None):
+def undeclared_imports(root=ROOT, folders=FOLDERS, pyproject=None, dist_map=None):
     """Lines '<file>:<line>: <module> ...' for each import no allowed install provides."""
     root = pathlib.Path(root)
-    installs = declared_requirements(setup_cfg or root / "setup.cfg")
+    installs = declared_requirements(pyproject or root / "pyproject.toml")
     dist_map = importlib.metadata.packages_distributions() if dist_map is None else dist_map
     skip = set(sys.stdlib_module_names) | local_modules(root) | {"__future__"}
     problems = []
@@ -188,13 +187,13 @@ def undeclared_imports(root=ROOT, folders=FOLDERS, setup_cfg=None, dist_map=None
 def test_every_import_is_declared():
     problems = undeclared_imports()
     assert not problems, (
-        "Imports that no requirement in setup.cfg provides (declare them in the extra "
+        "Imports that no requirement in pyproject.toml provides (declare them in the extra "
         "of the install that runs the code):\n" + "\n".join(problems)
     )
 
 
 def test_declared_names_are_real_distributions():
-    # A typo in setup.cfg would make the check above pass for nothing.
+    # A typo in pyproject.toml would make the check above pass for nothing.
     installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
     installs = declared_requirements()
     needed = installs["core"] | installs["tensorflow"] | installs["examples"] | installs["test"]
@@ -204,15 +203,14 @@ def test_declared_names_are_real_distributions():
 
 @pytest.fixture
 def fake_repo(tmp_path):
-    (tmp_path / "setup.cfg").write_text(
+    (tmp_path / "pyproject.toml").write_text(
         textwrap.dedent(
             """
-            [options]
-            install_requires =
-                numpy>=1.26  # a comment
-            [options.extras_require]
-            test =
-                pytest>=7
+            [project]
+            name = "fake"
+            dependencies = ["numpy>=1.26"]  # a comment
+            [project.optional-dependencies]
+            test = ["pytest>=7"]
             """
         )
     )

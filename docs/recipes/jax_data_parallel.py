@@ -88,7 +88,7 @@ def train(distribution, make_loss, x, y, epochs=2, learning_rate=0.5):
         )
         callbacks = [steps := _StepLosses()]
         if isinstance(loss, keras_topk.losses.TopKTransitionLoss):
-            callbacks.append(keras_topk.losses.TransitionCallback())
+            callbacks.append(keras_topk.callbacks.TransitionCallback())
         history = model.fit(
             x,
             y,

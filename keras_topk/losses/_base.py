@@ -1,10 +1,20 @@
 """The pipeline every keras-topk loss shares, and the base class that runs it.
 
-A loss is its per-sample maths on flat ``(b, n)`` scores: a function
-``maths(s, labels, rows)`` with ``labels`` the ``(b,)`` int32 class of each
-sample and ``rows`` its dense (one-hot or soft) label rows ``(b, n)``, or
-None for sparse labels and for losses that use the classes only. `per_sample_losses`
-does the rest, once, for every loss and its public pure function:
+A loss is four pieces (CONTRIBUTING.md, "A new loss, step by step"):
+
+1. a frozen `LossConfig` subclass: the arguments as fields, validated once in
+   ``__post_init__``, and the maths as its method ``maths(s, labels, rows)``
+   on flat, finite ``(b, n)`` scores, with ``labels`` the ``(b,)`` int32 class
+   of each sample and ``rows`` its dense (one-hot or soft) label rows
+   ``(b, n)``, or None for sparse labels and for losses that use the classes
+   only (``dense_rows = False``);
+2. the public pure function, with an explicit keyword signature, which builds
+   the configuration and returns ``per_sample_losses(y_true, y_pred, config)``;
+3. the registered `TopKLoss` subclass, with the same keywords plus
+   ``reduction``, ``name`` (its default written in the signature) and ``dtype``;
+4. a contract case (``tests/contract/registry.py``), tests and a docs page.
+
+`per_sample_losses` does the rest, once, for every loss:
 
 1. scores: half precision computed in float32, float64 kept, anything else an
    error; the class axis must be known;
@@ -12,7 +22,7 @@ does the rest, once, for every loss and its public pure function:
    ``(..., n)``, range-checked where the values can be seen;
 3. leading axes flattened to ``(b, n)``, an empty batch answered without
    running the maths, and the per-sample losses reshaped back to ``(...,)``;
-4. the non-finite policy, the same for every loss (README, "Bad input"):
+4. the non-finite policy, the same for every loss (docs, "Bad input"):
 
    - ``-inf`` marks a masked class: it ranks below every finite score and
      gets no gradient (it is raised to a floor far below any real logit);
@@ -29,11 +39,10 @@ unmasked steps), ``sample_weight`` and the reduction; and it warns once when
 ``y_pred`` comes out of a softmax or sigmoid, which top-k losses must not see.
 """
 
+import abc
 import dataclasses
-import inspect
 import warnings
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -41,26 +50,43 @@ from keras import ops
 
 from keras_topk import _backend, _inputs
 
-__all__ = ["Config", "TopKLoss", "per_sample_losses", "takes_config"]
+__all__ = ["LossConfig", "TopKLoss", "per_sample_losses"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Base of the losses' frozen configurations: validated once, passed by name."""
+class LossConfig(abc.ABC):
+    """A loss's arguments (its fields, validated once) and its maths.
 
-    @classmethod
-    def of(cls, arguments):
-        """Builds the configuration from its fields' entries in ``arguments``.
+    Subclasses declare the fields without defaults (the defaults live in the
+    signatures of the pure function and the class, as in Keras's losses),
+    check and normalise them in ``__post_init__`` and implement `maths`.
+    """
 
-        A loss's constructor passes its ``locals()``: the arguments are listed
-        once, in its signature, and reach the configuration by name.
+    # Whether `maths` reads dense label rows (soft labels); if False, `rows` is None.
+    dense_rows: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def maths(self, s: Any, labels: Any, rows: Any) -> Any:
+        """The per-sample losses ``(b,)`` of finite scores ``s`` ``(b, n)``.
+
+        May return a tuple ``(losses, *extra)`` of per-sample values; the
+        extra ones (computed without gradient, e.g. hits) are 0 on the samples
+        that give no loss.
         """
-        return cls(**{f.name: arguments[f.name] for f in dataclasses.fields(cls)})
 
-    def as_kwargs(self):
+    def check_classes(self, n: int) -> None:  # noqa: B027 (a hook: most losses take any n)
+        """Raises ValueError when the configuration cannot work with ``n`` classes."""
+
+    @property
+    def floor_scale(self) -> float:
+        """The largest factor `maths` multiplies score differences by (an inverse
+        temperature): the ``-inf`` floor leaves room for it."""
+        return 1.0
+
+    def as_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def as_config(self):
+    def as_config(self) -> dict[str, Any]:
         """The JSON form (tuples as lists), as ``get_config`` returns it."""
         return {
             name: list(value) if isinstance(value, tuple) else value
@@ -68,71 +94,49 @@ class Config:
         }
 
 
-def takes_config(config_class):
-    """Gives a pure function ``fn(y_true, y_pred, **config)`` the signature of its configuration.
-
-    The arguments and defaults are written once, on the frozen `Config`; the
-    function validates them by building it (unknown names raise TypeError).
-    """
-
-    def decorate(fn):
-        parameters = [
-            inspect.Parameter("y_true", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            inspect.Parameter("y_pred", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        ] + [
-            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
-            for f in dataclasses.fields(config_class)
-        ]
-        fn.__signature__ = inspect.Signature(parameters)
-        return fn
-
-    return decorate
-
-
-def per_sample_losses(
-    y_true, y_pred, maths, *, dense_rows=False, check_classes=None, floor_scale=1.0
-):
-    """Runs the shared pipeline around ``maths`` and returns one loss per sample.
+def per_sample_losses(y_true: Any, y_pred: Any, config: LossConfig) -> Any:
+    """Runs the shared pipeline around ``config.maths``; one loss per sample.
 
     Args:
         y_true: labels, any of the accepted forms.
         y_pred: scores (logits) of shape ``(..., n)``.
-        maths: ``maths(s, labels, rows) -> (b,)`` on finite ``(b, n)`` scores,
-            ``labels`` the int32 classes (the argmax of dense rows) and
-            ``rows`` the dense label rows, or None for sparse labels.
-        dense_rows: whether ``maths`` uses dense label rows (soft labels); if
-            False, ``rows`` is always None.
-        check_classes: ``check_classes(n)`` raises ValueError when the loss's
-            configuration cannot work with ``n`` classes.
-        floor_scale: the largest factor ``maths`` multiplies score differences
-            by (an inverse temperature): the ``-inf`` floor leaves room for it.
+        config: the loss's validated `LossConfig`.
 
     Returns:
-        Losses of shape ``y_pred.shape[:-1]``, in the compute dtype.
+        Losses of shape ``y_pred.shape[:-1]``, in the compute dtype (a tuple
+        when ``config.maths`` returns extra per-sample values).
     """
     scores = _inputs.standardize_scores(y_pred)
     n = _inputs.num_classes_of(scores)
-    if check_classes is not None:
-        check_classes(n)
+    config.check_classes(n)
     labels, dense = _inputs.standardize_labels(y_true, scores)
     s, labels = _inputs.flatten_batch(scores, labels, dense)
     if s.shape[0] == 0:
-        # Some backends refuse reductions (max, top_k) of empty tensors.
-        return _inputs.unflatten_batch(ops.zeros((0,), dtype=s.dtype), scores)
+        # Some backends refuse reductions (max, top_k) of empty tensors. The
+        # empty losses are read off the scores (no values, so no NaN) so that
+        # a training step on an empty batch finds the loss connected to the
+        # weights and gets a zero gradient, as Keras's crossentropy does.
+        return _inputs.unflatten_batch(ops.sum(s, axis=-1) * 0.0, scores)
     rows = labels_dense = None
     if dense:
         labels_dense = labels
-        if dense_rows:
+        if config.dense_rows:
             rows = labels
         labels = ops.cast(ops.argmax(labels, axis=-1), "int32")
     s, unreachable, broken = _non_finite_policy(
-        s, labels, labels_dense if dense else None, floor_scale
+        s, labels, labels_dense if dense else None, config.floor_scale
     )
-    losses = maths(s, labels, rows)
+    outputs = config.maths(s, labels, rows)
+    losses, extra = (outputs[0], outputs[1:]) if isinstance(outputs, tuple) else (outputs, None)
     zero = ops.zeros_like(losses)
     losses = ops.where(unreachable, zero, losses)
-    losses = ops.where(broken, zero + float("nan"), losses)
-    return _inputs.unflatten_batch(losses, scores)
+    losses = _inputs.unflatten_batch(ops.where(broken, zero + float("nan"), losses), scores)
+    if extra is None:
+        return losses
+    skip = ops.logical_or(unreachable, broken)
+    return (losses,) + tuple(
+        _inputs.unflatten_batch(ops.where(skip, ops.zeros_like(v), v), scores) for v in extra
+    )
 
 
 def _non_finite_policy(s, labels, rows, floor_scale):
@@ -153,15 +157,7 @@ def _non_finite_policy(s, labels, rows, floor_scale):
     # make of them (inf - inf), their gradient is then exactly zero.
     skip = ops.logical_or(broken, unreachable)[:, None]
     s = ops.where(skip, ops.zeros_like(s), s)
-    # The floor: -max_float / (16 n^2 scale) is far below any real logit and
-    # keeps sums of n^2 pairwise differences (times the inverse temperature)
-    # finite; floored classes get no gradient.
-    n = int(s.shape[-1])
-    dtype = keras.backend.standardize_dtype(s.dtype)
-    floor = -float(np.finfo(dtype).max) / (16.0 * n * n * max(float(floor_scale), 1.0))
-    floor = ops.convert_to_tensor(floor, dtype=s.dtype)
-    s = ops.where(ops.less(s, floor), floor, s)
-    return s, unreachable, broken
+    return _inputs.floor_masked_scores(s, scale=floor_scale), unreachable, broken
 
 
 def _from_softmax(y_pred):
@@ -186,21 +182,19 @@ def _from_softmax(y_pred):
 
 
 class TopKLoss(keras.losses.Loss):
-    """A ``keras.losses.Loss`` whose ``call`` is its public pure function.
+    """A ``keras.losses.Loss`` whose ``call`` runs the shared pipeline on its configuration.
 
-    Subclasses set ``function`` (the pure function, keyword configuration)
-    and pass their validated configuration (a frozen `Config`) to
-    ``__init__``, which exposes its fields as attributes. Unlike Keras's base class, integer labels stay integers
-    (they index classes), and float64 scores stay float64 while half precision
-    is computed in float32, whatever the loss's dtype.
+    Subclasses pass their validated configuration (a frozen `LossConfig`) to
+    ``__init__``, which keeps it as ``config`` and exposes its fields as
+    attributes; ``call`` runs the shared pipeline on it. Unlike Keras's base
+    class, integer labels stay integers (they index classes), and float64
+    scores stay float64 while half precision is computed in float32, whatever
+    the loss's dtype.
     """
 
-    # The pure function: ``function(y_true, y_pred, **configuration)``.
-    function: Callable[..., Any]
-
-    def __init__(self, config, *, name, reduction, dtype):
+    def __init__(self, config: LossConfig, *, name: str, reduction: Any, dtype: Any) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self._topk_config = config
+        self.config = config
         for field, value in config.as_kwargs().items():
             setattr(self, field, value)
 
@@ -228,7 +222,7 @@ class TopKLoss(keras.losses.Loss):
             )
 
     def call(self, y_true, y_pred):
-        return type(self).function(y_true, y_pred, **self._topk_config.as_kwargs())
+        return per_sample_losses(y_true, y_pred, self.config)
 
     def _warn_if_probabilities(self, y_pred):
         if getattr(self, "_warned_probabilities", False) or not _from_softmax(y_pred):
@@ -247,5 +241,5 @@ class TopKLoss(keras.losses.Loss):
         # `from_config(get_config())` rebuilds the loss with every argument.
         config = super().get_config()
         config["dtype"] = self._dtype_policy.name
-        config.update(self._topk_config.as_config())
+        config.update(self.config.as_config())
         return config

@@ -29,7 +29,6 @@ autodiff through it is the exact gradient.
 """
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -37,7 +36,7 @@ import keras
 from keras import ops
 
 from keras_topk import _config
-from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
+from keras_topk.losses._base import LossConfig, TopKLoss, per_sample_losses
 from keras_topk.ops import ranking, symmetric_polynomials
 
 __all__ = ["SmoothTopKSVM", "smooth_topk_svm"]
@@ -49,10 +48,10 @@ HARD_SWITCH_RATIO = 1000.0
 
 
 @dataclasses.dataclass(frozen=True)
-class SmoothTopKSVMConfig(Config):
-    k: int = 5
-    tau: float = 1.0
-    alpha: float = 1.0
+class SmoothTopKSVMConfig(LossConfig):
+    k: int
+    tau: float
+    alpha: float
 
     def __post_init__(self):
         object.__setattr__(self, "k", _config.check_int("k", self.k, minimum=1))
@@ -63,6 +62,9 @@ class SmoothTopKSVMConfig(Config):
 
     def check_classes(self, n):
         _config.check_k_fits_classes("k", self.k, n, strict=True)
+
+    def maths(self, s, labels, rows):
+        return _smooth_topk_svm_2d(s, labels, self.k, self.tau, self.alpha)
 
 
 def smooth_topk_svm(
@@ -91,13 +93,10 @@ def smooth_topk_svm(
     >>> round(float(keras_topk.losses.smooth_topk_svm([1], [[2.0, 1.0, 0.5, -1.0]], k=2, tau=1.0)[0]), 4)
     1.1369
     """
-    config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
-    maths = functools.partial(_smooth_topk_svm_2d, config=config)
-    return per_sample_losses(y_true, y_pred, maths, check_classes=config.check_classes)
+    return per_sample_losses(y_true, y_pred, SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha))
 
 
-def _smooth_topk_svm_2d(s, y, _rows, config):
-    k, tau, alpha = config.k, config.tau, config.alpha
+def _smooth_topk_svm_2d(s, y, k, tau, alpha):
     n = int(s.shape[-1])
     # One top_k (the slowest op here on CPU) serves the split, t_k and the switch.
     top_values, hits, ranked = ranking.ranked_others(s, y, k + 1, ranks=range(k))
@@ -203,7 +202,7 @@ class SmoothTopKSVM(TopKLoss):
         alpha: margin ``>= 0`` by which the label should beat the k-th other
             class (1 in the paper).
         reduction: Keras reduction, default "sum_over_batch_size".
-        name: optional name, default "smooth_topk_svm".
+        name: the loss's name.
         dtype: ignored for the computation, which runs in float32 (float64 for
             float64 scores); accepted for Keras compatibility.
 
@@ -221,16 +220,14 @@ class SmoothTopKSVM(TopKLoss):
     0.8151
     """
 
-    function = staticmethod(smooth_topk_svm)
-
     def __init__(
         self,
         k: int = 5,
         tau: float = 1.0,
         alpha: float = 1.0,
         reduction: str | None = "sum_over_batch_size",
-        name: str | None = None,
+        name: str = "smooth_topk_svm",
         dtype: Any = None,
     ) -> None:
         config = SmoothTopKSVMConfig(k=k, tau=tau, alpha=alpha)
-        super().__init__(config, name=name or "smooth_topk_svm", reduction=reduction, dtype=dtype)
+        super().__init__(config, name=name, reduction=reduction, dtype=dtype)

@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from keras_topk import _config
-from keras_topk.losses._base import Config, TopKLoss, per_sample_losses, takes_config
+from keras_topk.losses._base import LossConfig, TopKLoss, per_sample_losses
 from keras_topk.ops import ranking, relaxed_topk
 
 __all__ = ["TopKCrossEntropy", "topk_cross_entropy"]
@@ -20,14 +20,14 @@ _EPS = 1e-7
 
 
 @dataclasses.dataclass(frozen=True)
-class TopKCrossEntropyConfig(Config):
-    p_k: Sequence[float] = (0.2, 0.2, 0.2, 0.2, 0.2)
-    method: str = "splitter_selection"
-    inverse_temperature: float = 1.0
-    distribution: str = "logistic_phi"
-    art_lambda: float = 0.5
-    m: int | None = None
-    top1_mode: str = "sm"
+class TopKCrossEntropyConfig(LossConfig):
+    p_k: Sequence[float]
+    method: str
+    inverse_temperature: float
+    distribution: str
+    art_lambda: float
+    m: int | None
+    top1_mode: str
 
     def __post_init__(self):
         p_k = _config.check_k_distribution(self.p_k)
@@ -63,9 +63,31 @@ class TopKCrossEntropyConfig(Config):
                 f"m in ({len(self.p_k)}, {n}) or m=None to rank all classes."
             )
 
+    @property
+    def dense_rows(self):  # type: ignore[override]
+        # With `m`, dense rows are reduced to their argmax.
+        return self.m is None
 
-@takes_config(TopKCrossEntropyConfig)
-def topk_cross_entropy(y_true: Any, y_pred: Any, **arguments: Any) -> Any:
+    @property
+    def floor_scale(self):
+        return self.inverse_temperature
+
+    def maths(self, s, labels, rows):
+        return _topk_cross_entropy_2d(s, labels, rows, self)
+
+
+def topk_cross_entropy(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    p_k: Sequence[float] = (0.2, 0.2, 0.2, 0.2, 0.2),
+    method: str = "splitter_selection",
+    inverse_temperature: float = 1.0,
+    distribution: str = "logistic_phi",
+    art_lambda: float = 0.5,
+    m: int | None = None,
+    top1_mode: str = "sm",
+) -> Any:
     """Per-sample differentiable top-k cross-entropy.
 
     See `TopKCrossEntropy` for the formula and the arguments.
@@ -86,16 +108,10 @@ def topk_cross_entropy(y_true: Any, y_pred: Any, **arguments: Any) -> Any:
     >>> [round(float(v), 4) for v in keras_topk.losses.topk_cross_entropy([1, 2], scores, p_k=(0.5, 0.0, 0.5))]
     [0.622, 0.1019]
     """
-    config = TopKCrossEntropyConfig(**arguments)
-    return per_sample_losses(
-        y_true,
-        y_pred,
-        lambda s, y, rows: _topk_cross_entropy_2d(s, y, rows, config),
-        # With `m`, dense rows are reduced to their argmax.
-        dense_rows=config.m is None,
-        check_classes=config.check_classes,
-        floor_scale=config.inverse_temperature,
+    config = TopKCrossEntropyConfig(
+        p_k, method, inverse_temperature, distribution, art_lambda, m, top1_mode
     )
+    return per_sample_losses(y_true, y_pred, config)
 
 
 def _topk_cross_entropy_2d(s, y, rows, config):
@@ -106,9 +122,12 @@ def _topk_cross_entropy_2d(s, y, rows, config):
         s = ranking.label_and_top_others(s, y, config.m)
         y = ops.zeros_like(y)
     n = int(s.shape[-1])
+    # LapSum needs only the label's index (no (b, n) one-hot row).
+    by_index = False
     # One-hot rows: the label's attribution comes from pushing the row through
     # the network (O(n) a layer); soft rows need the whole attribution matrix.
-    targets = rows if dense else ops.one_hot(y, n, dtype=s.dtype)
+    targets = rows if dense else None if by_index else ops.one_hot(y, n, dtype=s.dtype)
+    label = ops.reshape(ops.cast(y, "int32"), (-1, 1)) if by_index else None
     relaxation = (config.method, config.inverse_temperature, config.distribution, config.art_lambda)
 
     first = 0 if config.top1_mode == "sort" else 1
@@ -117,6 +136,8 @@ def _topk_cross_entropy_2d(s, y, rows, config):
     if any(w != 0.0 for w in weights):
         if dense:
             attribution = relaxed_topk.topk_attribution(s, k, *relaxation)
+        elif by_index:
+            attribution = relaxed_topk.topk_attribution(s, k, *relaxation, labels=y)
         else:
             attribution = relaxed_topk.topk_attribution(s, k, *relaxation, rows=targets)
         # q_k: the probability of landing among the top k ranks.
@@ -125,12 +146,20 @@ def _topk_cross_entropy_2d(s, y, rows, config):
         topk_prob = ops.sum(in_topk * weight_vector, axis=-1)
 
     if config.top1_mode == "smce":
-        cross_entropy = -ops.sum(targets * ops.log_softmax(s, axis=-1), axis=-1)
+        if by_index:
+            cross_entropy = ops.logsumexp(s, axis=-1) - ops.take_along_axis(s, label, axis=1)[:, 0]
+        else:
+            cross_entropy = -ops.sum(targets * ops.log_softmax(s, axis=-1), axis=-1)
         loss = p_k[0] * cross_entropy
         if topk_prob is not None:
             loss = loss + sum(weights) * _nll(topk_prob, targets, dense)
         return loss
-    if config.top1_mode == "sm" and p_k[0] != 0.0:
+    if config.top1_mode == "sm" and p_k[0] != 0.0 and by_index:
+        # softmax(s)_y without the (b, n) softmax: one log-sum-exp and a gather.
+        log_softmax_y = ops.take_along_axis(s, label, axis=1)[:, 0] - ops.logsumexp(s, axis=-1)
+        softmax_prob = p_k[0] * ops.exp(log_softmax_y)
+        topk_prob = softmax_prob if topk_prob is None else topk_prob + softmax_prob
+    elif config.top1_mode == "sm" and p_k[0] != 0.0:
         softmax_prob = p_k[0] * ops.softmax(s, axis=-1)
         if not dense:
             softmax_prob = ops.sum(softmax_prob * targets, axis=-1)
@@ -170,7 +199,9 @@ class TopKCrossEntropy(TopKLoss):
             E.g. ``(0.2,) * 5`` (ImageNet), ``(0.5, 0, 0, 0, 0.5)`` for top-1 and top-5.
         method: "splitter_selection" (default; a selection network, the fewest
             comparators), "bitonic", "odd_even" (full sorting networks),
-            "neuralsort" or "softsort".
+            "neuralsort", "softsort", or "lapsum" (LapSum's closed-form top-j
+            memberships, O(n) a rank with no network: for ranking all classes;
+            ``alpha = 1 / inverse_temperature``; docs, "Choosing a method").
         inverse_temperature: steepness of the relaxation (> 0). Higher is
             closer to the hard top-k but gives sparser gradients; 1.0 for
             ImageNet heads, 0.5 for training from scratch in the paper.
@@ -181,12 +212,20 @@ class TopKCrossEntropy(TopKLoss):
             comparator slope ``~ beta (1 - art_lambda) / (4 |v|^art_lambda)``
             that is unbounded as two scores meet (``v -> 0``): where the label
             ties a rival, moving one logit by 1e-6 can change the gradient by
-            thousands (README, "TopKCrossEntropy"). Every other distribution is
+            thousands (README, "TopKCrossEntropy"). At an exact tie (``v = 0``)
+            it has no derivative; the reference's, ``beta / 4 * 1e10 **
+            art_lambda`` (2.5e4 ``beta``), comes from its ``1e-10`` guard and
+            made gradients 1e4 times CE's on a zero-initialised head (every
+            score tied), which then did not train. Here the slope at an exact
+            tie is the logistic's, ``beta / 4``; values are the reference's
+            everywhere, gradients wherever no comparator meets an exact tie
+            (`keras_topk.ops.comparator_slope`). Every other distribution is
             steepest at the tie with a bounded slope (``beta / 4`` for
             "logistic" and "reciprocal", ``beta / pi`` "cauchy",
             ``beta / sqrt(2 pi)`` "gaussian", ``beta`` "optimal"); choose one of
             them (or ``art_lambda=0``, which is "logistic") if gradients spike
-            or turn NaN with sharp relaxations.
+            or turn NaN with sharp relaxations, or near ties that are not
+            exact (a head initialised at a tiny scale, e.g. ``1e-6``).
         art_lambda: exponent of "logistic_phi" (>= 0); 0.5 in the paper.
         m: if set (K < m < number of classes), rank only the label's score and
             the m - 1 highest other scores; the rest get zero gradient. Much
@@ -210,8 +249,6 @@ class TopKCrossEntropy(TopKLoss):
     0.3619
     """
 
-    function = staticmethod(topk_cross_entropy)
-
     def __init__(
         self,
         p_k: Sequence[float] = (0.2, 0.2, 0.2, 0.2, 0.2),
@@ -225,5 +262,7 @@ class TopKCrossEntropy(TopKLoss):
         name: str = "topk_cross_entropy",
         dtype: Any = None,
     ) -> None:
-        config = TopKCrossEntropyConfig.of(locals())
+        config = TopKCrossEntropyConfig(
+            p_k, method, inverse_temperature, distribution, art_lambda, m, top1_mode
+        )
         super().__init__(config, name=name, reduction=reduction, dtype=dtype)

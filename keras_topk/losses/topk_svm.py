@@ -1,23 +1,22 @@
 """The hard top-k SVM: ``max(0, alpha + (t_k - s_y) / k)``, ``t_k`` the k-th largest other score."""
 
 import dataclasses
-import functools
 from typing import Any
 
 import keras
 from keras import ops
 
 from keras_topk import _config
-from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
+from keras_topk.losses._base import LossConfig, TopKLoss, per_sample_losses
 from keras_topk.ops import ranking
 
 __all__ = ["TopKSVM", "topk_svm"]
 
 
 @dataclasses.dataclass(frozen=True)
-class TopKSVMConfig(Config):
-    k: int = 5
-    alpha: float = 1.0
+class TopKSVMConfig(LossConfig):
+    k: int
+    alpha: float
 
     def __post_init__(self):
         object.__setattr__(self, "k", _config.check_int("k", self.k, minimum=1))
@@ -25,6 +24,11 @@ class TopKSVMConfig(Config):
 
     def check_classes(self, n):
         _config.check_k_fits_classes("k", self.k, n, strict=True)
+
+    def maths(self, s, labels, rows):
+        k = self.k
+        _, _, ranked = ranking.ranked_others(s, labels, k, ranks=(k - 1,))
+        return ops.relu(self.alpha + (ranked[k - 1] - ranking.label_score(s, labels)) / k)
 
 
 def topk_svm(y_true: Any, y_pred: Any, *, k: int = 5, alpha: float = 1.0) -> Any:
@@ -39,15 +43,7 @@ def topk_svm(y_true: Any, y_pred: Any, *, k: int = 5, alpha: float = 1.0) -> Any
     >>> float(keras_topk.losses.topk_svm([1], [[2.0, 1.0, 0.5, -1.0]], k=2)[0])
     0.75
     """
-    config = TopKSVMConfig(k=k, alpha=alpha)
-    maths = functools.partial(_topk_svm_2d, config=config)
-    return per_sample_losses(y_true, y_pred, maths, check_classes=config.check_classes)
-
-
-def _topk_svm_2d(s, y, _rows, config):
-    k = config.k
-    _, _, ranked = ranking.ranked_others(s, y, k, ranks=(k - 1,))
-    return ops.relu(config.alpha + (ranked[k - 1] - ranking.label_score(s, y)) / k)
+    return per_sample_losses(y_true, y_pred, TopKSVMConfig(k=k, alpha=alpha))
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")
@@ -69,7 +65,7 @@ class TopKSVM(TopKLoss):
         k: the k of top-k, ``1 <= k <`` number of classes.
         alpha: margin ``>= 0``.
         reduction: Keras reduction, default "sum_over_batch_size".
-        name: optional name, default "topk_svm".
+        name: the loss's name.
         dtype: ignored for the computation (as in `SmoothTopKSVM`).
 
     Labels as for `SmoothTopKSVM`.
@@ -83,19 +79,14 @@ class TopKSVM(TopKLoss):
     [0.75, 0.0]
     """
 
-    function = staticmethod(topk_svm)
-
     def __init__(
         self,
         k: int = 5,
         alpha: float = 1.0,
         reduction: str | None = "sum_over_batch_size",
-        name: str | None = None,
+        name: str = "topk_svm",
         dtype: Any = None,
     ) -> None:
         super().__init__(
-            TopKSVMConfig(k=k, alpha=alpha),
-            name=name or "topk_svm",
-            reduction=reduction,
-            dtype=dtype,
+            TopKSVMConfig(k=k, alpha=alpha), name=name, reduction=reduction, dtype=dtype
         )

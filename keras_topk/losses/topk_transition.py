@@ -15,7 +15,7 @@ import numpy as np
 from keras import ops
 
 from keras_topk import _backend, _config
-from keras_topk.losses._base import Config, TopKLoss, per_sample_losses
+from keras_topk.losses._base import LossConfig, TopKLoss, per_sample_losses
 from keras_topk.losses.transition_state import TransitionState
 from keras_topk.ops import ranking
 
@@ -32,9 +32,11 @@ def _check_weight(name, value):
 
 
 @dataclasses.dataclass(frozen=True)
-class GroupConfig(Config):
-    k: int = 5
-    group: str = "label"
+class GroupConfig(LossConfig):
+    """`grouped_cross_entropy`: the group's size and kind."""
+
+    k: int
+    group: str
 
     def __post_init__(self):
         object.__setattr__(self, "k", _config.check_int("k", self.k, minimum=1))
@@ -43,19 +45,46 @@ class GroupConfig(Config):
     def check_classes(self, n):
         _config.check_k_fits_classes("k", self.k, n, strict=True)
 
+    def maths(self, s, labels, rows):
+        return _grouped_2d(s, labels, self, ops.logsumexp(s, axis=-1))
+
 
 @dataclasses.dataclass(frozen=True)
-class TransitionConfig(Config):
+class MixtureConfig(GroupConfig):
+    """`topk_transition_loss` at one weight; with ``hits``, also each sample's top-k hit."""
+
+    weight: Any
+    hits: bool = False
+
+    dense_rows = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "weight", _check_call_weight(self.weight))
+
+    def maths(self, s, labels, rows):
+        losses = _transition_2d(s, labels, rows, self, self.weight)
+        if not self.hits:
+            return losses
+        # TopKAccuracy's tie rule: ties count against the label, so a model with
+        # constant scores (a zero-initialised head) is at 0 and does not jump
+        # the adaptive schedule towards the grouped loss.
+        hits = ops.less(ranking.label_rank_2d(ops.stop_gradient(s), labels), self.k)
+        return losses, ops.cast(hits, s.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransitionConfig(LossConfig):
     """The configuration of `TopKTransitionLoss`, validated as a whole."""
 
-    k: int = 5
-    transition: str = "adaptive"
-    weight: float | None = None
-    group: str = "label"
-    weight_start: float = 0.0
-    weight_end: float = 1.0
-    transition_steps: int | None = None
-    momentum: float = 0.99
+    k: int
+    transition: str
+    weight: float | None
+    group: str
+    weight_start: float
+    weight_end: float
+    transition_steps: int | None
+    momentum: float
 
     def __post_init__(self):
         GroupConfig(k=self.k, group=self.group)  # the shared checks
@@ -103,6 +132,15 @@ class TransitionConfig(Config):
             object.__setattr__(self, name, value)
 
     check_classes = GroupConfig.check_classes
+
+    def at(self, weight, hits=False):
+        """The mixture at the schedule's weight ``weight`` (the state's, in a step)."""
+        return MixtureConfig(k=self.k, group=self.group, weight=weight, hits=hits)
+
+    def maths(self, s, labels, rows):
+        # The loss before any step; `TopKTransitionLoss.call` runs `at` the state's weight.
+        initial = self.weight if self.transition == "constant" else self.weight_start
+        return self.at(initial).maths(s, labels, rows)
 
 
 def _check_call_weight(weight):
@@ -190,13 +228,7 @@ def grouped_cross_entropy(y_true: Any, y_pred: Any, *, k: int, group: str = "lab
     >>> round(float(keras_topk.losses.grouped_cross_entropy([1], [[2.0, 1.0, 0.5, -1.0]], k=2)[0]), 4)
     0.1819
     """
-    config = GroupConfig(k=k, group=group)
-    return per_sample_losses(
-        y_true,
-        y_pred,
-        lambda s, y, _: _grouped_2d(s, y, config, ops.logsumexp(s, axis=-1)),
-        check_classes=config.check_classes,
-    )
+    return per_sample_losses(y_true, y_pred, GroupConfig(k=k, group=group))
 
 
 def topk_transition_loss(
@@ -234,30 +266,7 @@ def topk_transition_loss(
     >>> [round(float(ce[0]), 4), round(float(grouped[0]), 4)]
     [1.4952, 0.1819]
     """
-    weight = _check_call_weight(weight)
-    config = GroupConfig(k=k, group=group)
-    return per_sample_losses(
-        y_true,
-        y_pred,
-        lambda s, y, rows: _transition_2d(s, y, rows, config, weight),
-        dense_rows=True,
-        check_classes=config.check_classes,
-    )
-
-
-def _topk_hits(y_true, y_pred, k):
-    """1.0 where fewer than k other classes score at least as high as the label.
-
-    The tie rule of ``keras_topk.metrics.TopKAccuracy``: ties count against the
-    label, so a model with constant scores (e.g. a zero-initialised head) is at
-    0 and does not jump the adaptive schedule towards the grouped loss. A
-    sample whose loss is NaN (NaN or +inf scores) counts as a miss.
-    """
-    hits = per_sample_losses(
-        y_true, y_pred, lambda s, y, _: ops.cast(ops.less(ranking.label_rank_2d(s, y), k), s.dtype)
-    )
-    hits = ops.reshape(hits, (-1,))
-    return ops.where(ops.isnan(hits), ops.zeros_like(hits), hits)
+    return per_sample_losses(y_true, y_pred, MixtureConfig(k=k, group=group, weight=weight))
 
 
 # --------------------------------------------------------------------------- #
@@ -269,12 +278,10 @@ def _topk_hits(y_true, y_pred, k):
 class TopKTransitionLoss(TopKLoss):
     r"""Grouped top-k cross-entropy with a transition from CE (Sawada et al., 2020).
 
-    Cross-entropy (CE) pushes the label above *every* other class. For top-k
-    accuracy it is enough that at most ``k - 1`` classes stay above it, so the
-    grouped loss treats the label and its ``k - 1`` strongest rivals as one
-    class, chosen afresh from the current scores at each step ("temporal"
-    top-k classes); only classes ranked k-th and below are pushed under the
-    group. Training starts as CE and moves to the grouped loss:
+    Cross-entropy (CE) in which the label and its ``k - 1`` strongest rivals
+    count as one class ``G``, chosen afresh from the current scores with no
+    gradient through the choice, and a weight ``w`` that moves training from CE
+    to the grouped loss:
 
     .. math::
 
@@ -284,73 +291,18 @@ class TopKTransitionLoss(TopKLoss):
 
         L = (1 - w)\,\mathrm{CE} + w\,L_\mathrm{group}, \qquad w \in [0, 1].
 
-    **The group.** ``group="label"`` (the default, our definition): ``G`` is
-    the label ``y`` with the ``k - 1`` highest-scoring other classes.
-    ``group="predicted"`` (the reading of NEC's patent filings, see below):
-    ``G`` is the ``k`` highest-scoring classes, and ``L_group`` is plain CE
-    when ``y`` is not among them. The two agree whenever ``y`` is in the top
-    k; they differ on the missed samples, where "label" still only asks ``y``
-    to overtake the k-th class and "predicted" asks for CE. The choice of
-    ``G`` carries no gradient: ``dL_group/ds = softmax(s) - softmax_G(s)``,
-    with ``softmax_G`` the softmax restricted to ``G`` (zero outside).
-    ``k = 1`` and ``w = 0`` are exactly CE (for integer or one-hot labels).
-
-    **The schedule of w** (``transition``):
-
-    - ``"constant"``: ``w = weight``.
-    - ``"linear"``: after ``t`` training steps,
-      ``w = weight_start + (weight_end - weight_start) * min(t / transition_steps, 1)``.
-    - ``"adaptive"`` (default): ``w`` follows the running top-k accuracy of the
-      training batches, ``a_t = momentum * a_{t-1} + (1 - momentum) * acc_t``
-      with ``a_0 = 0`` (no bias correction, so training starts at
-      ``weight_start``), and ``w = weight_start + (weight_end - weight_start) * a_t``.
-      ``acc_t`` is the fraction of the batch whose label is among the top k
-      scores, with ``keras_topk.metrics.TopKAccuracy``'s tie rule (ties count
-      against the label), computed by the loss with no gradient.
-
-    **How the schedule advances: `TransitionCallback`.** ``"linear"`` and
-    ``"adaptive"`` need ``keras_topk.callbacks.TransitionCallback()`` in
-    ``model.fit(callbacks=...)``; without it ``w`` stays at ``weight_start``.
-    The loss itself never updates the schedule, because it cannot tell a
-    training step from an evaluation step (``model.evaluate`` and validation
-    call it too) and because, under JAX, a loss cannot assign variables inside
-    the jitted train step unless the trainer passes them in as state. The
-    callback (1) adds this loss's `TransitionState` to the model's metrics,
-    so that JAX threads its variables through the jitted step like any metric
-    state (the loss reads ``w`` and records the batch accuracy there), and
-    (2) after every training step computes the new ``w`` on the host and
-    assigns it. This works the same on TensorFlow (eager, ``tf.function``,
-    ``jit_compile=True``), JAX and PyTorch; evaluation never moves ``w``. With
-    ``steps_per_execution = n`` the callback runs every ``n`` steps and
-    advances the schedule by ``n`` steps at once (``momentum ** n`` for the
-    running accuracy). In a custom training loop call ``loss.advance()`` after
-    each optimizer step.
-
-    **Saving.** The state (``w``, steps, running accuracy) lives in the
-    non-trainable variables of ``loss.state``, a `TransitionState`. Keras 3
-    saves a ``.keras`` file by walking the model's attributes: ``model.loss``
-    is this loss and ``loss.state`` saves its own variables, so
-    ``model.save("x.keras")`` stores them next to the weights (under
-    ``loss/state``) and ``keras.models.load_model`` (after
-    ``import keras_topk``, no ``custom_objects``) rebuilds the loss from its
-    config during ``compile_from_config`` and then restores the variables:
-    resumed training continues the transition where it stopped. Keras does
-    not save a plain loss's or metric's variables; this state is the
-    exception because it saves itself. ``model.save_weights`` stores it too.
-
-    **What is ours.** The paper (Sawada, Kaneko, Sagi, "Trade-offs in Top-k
-    Classification Accuracies on Losses for Deep Learning", arXiv 2007.15359)
-    describes the loss as CE modified by grouping temporal top-k classes as a
-    single class, with an adaptive transition from CE; it gives no code. The
-    exact group (``group="label"``), the mixture ``(1 - w) CE + w L_group``,
-    and the three schedules above (in particular ``w`` = EMA of the batch
-    top-k accuracy) are our definitions, not the paper's.
-
-    **Patents.** The method is the subject of patent filings by NEC (the
-    authors' employer): JP7287490B2, WO2021090518A1, US20220405534A1, whose
-    abstract speaks of "a grouped class formed by k classes within top k
-    predicted probabilities" (``group="predicted"``). Check their status for
-    your use.
+    ``group="predicted"`` takes ``G`` = the ``k`` highest-scoring classes
+    instead. ``w`` follows ``transition``: "constant" (``weight``), "linear"
+    (``weight_start`` to ``weight_end`` over ``transition_steps`` training
+    steps) or "adaptive" (``weight_start + (weight_end - weight_start) * a_t``,
+    ``a_t`` the running top-k accuracy of the training batches, ties against
+    the label). "linear" and "adaptive" need
+    ``keras_topk.callbacks.TransitionCallback()`` in ``fit`` (or
+    ``loss.advance()`` after each step of a custom loop); the state (``w``,
+    steps, running accuracy) is saved with the model. Why a callback, how the
+    state is saved, what is our definition rather than the paper's, and NEC's
+    patent filings: the [TopKTransitionLoss guide](../transition-loss.md)
+    (``docs/transition-loss.md``).
 
     Args:
         k: group size (the k of the top-k accuracy you train for),
@@ -390,7 +342,7 @@ class TopKTransitionLoss(TopKLoss):
     0.5
     """
 
-    function = staticmethod(topk_transition_loss)
+    config: TransitionConfig
 
     def __init__(
         self,
@@ -406,7 +358,9 @@ class TopKTransitionLoss(TopKLoss):
         name: str = "topk_transition",
         dtype: Any = None,
     ) -> None:
-        config = TransitionConfig.of(locals())
+        config = TransitionConfig(
+            k, transition, weight, group, weight_start, weight_end, transition_steps, momentum
+        )
         super().__init__(config, name=name, reduction=reduction, dtype=dtype)
         initial = self.weight if self.transition == "constant" else self.weight_start
         self.state = TransitionState(initial_weight=initial, name=f"{self.name}_weight")
@@ -418,22 +372,21 @@ class TopKTransitionLoss(TopKLoss):
 
     def call(self, y_true, y_pred):
         weight = self.weight if self.transition == "constant" else self.state.weight
-        losses = topk_transition_loss(y_true, y_pred, k=self.k, weight=weight, group=self.group)
-        # An empty batch has no accuracy (its mean would be a NaN in the state).
-        if self.transition == "adaptive" and losses.shape[0] != 0:
-            hits = _topk_hits(y_true, y_pred, self.k)
-            # Masked steps (padding) are no evidence of the model's accuracy.
-            mask = _backend.get_keras_mask(y_pred)
-            counted = (
-                ops.ones_like(hits)
-                if mask is None
-                else ops.reshape(ops.cast(mask, hits.dtype), (-1,))
-            )
-            accuracy = ops.stop_gradient(
-                ops.divide_no_nan(ops.sum(hits * counted), ops.sum(counted))
-            )
-            if _backend.may_assign_variables(accuracy):
-                self.state.batch_accuracy.assign(ops.cast(accuracy, "float32"))
+        adaptive = self.transition == "adaptive"
+        outputs = per_sample_losses(y_true, y_pred, self.config.at(weight, hits=adaptive))
+        if not adaptive or not isinstance(outputs, tuple):  # an empty batch has no accuracy
+            return outputs
+        losses, hits = outputs
+        # A sample with NaN or +inf scores counts as a miss (its hit is 0);
+        # masked steps (padding) are no evidence of the model's accuracy.
+        hits = ops.reshape(hits, (-1,))
+        mask = _backend.get_keras_mask(y_pred)
+        counted = (
+            ops.ones_like(hits) if mask is None else ops.reshape(ops.cast(mask, hits.dtype), (-1,))
+        )
+        accuracy = ops.stop_gradient(ops.divide_no_nan(ops.sum(hits * counted), ops.sum(counted)))
+        if _backend.may_assign_variables(accuracy):
+            self.state.batch_accuracy.assign(ops.cast(accuracy, "float32"))
         return losses
 
     def schedule_weight(self, steps: int, accuracy: float = 0.0) -> float:

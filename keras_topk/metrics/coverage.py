@@ -16,17 +16,20 @@ sum over examples: exact over an epoch, merged across batches and replicas.
 new data: `keras_topk.conformal.calibrate` adds one.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 from keras import ops
 
-from keras_topk import _inputs
+from keras_topk import _config, _inputs
+from keras_topk._typing import Tensor
 from keras_topk.metrics._common import (
     ClassStateMetric,
     claim_log_keys,
     flat_ranks_and_labels,
     flat_weights,
+    format_keys,
     safe_divide,
 )
 
@@ -37,7 +40,7 @@ __all__ = ["CandidatesForCoverage", "rank_histogram", "candidates_from_histogram
 _RELATIVE = 1e-6
 
 
-def rank_histogram(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+def rank_histogram(y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> Tensor:
     """The (weighted) histogram of the label's rank, ties counted against the label.
 
     Args:
@@ -63,7 +66,7 @@ def rank_histogram(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
     return ops.sum(ops.one_hot(ranks, n, dtype=dtype) * weights[:, None], axis=0)
 
 
-def candidates_from_histogram(histogram: Any, coverages: Any) -> Any:
+def candidates_from_histogram(histogram: Tensor, coverages: Sequence[float]) -> Tensor:
     """``k*(c)`` for each coverage from a rank histogram; 0 where the histogram is empty.
 
     Returns a float tensor of shape ``(len(coverages),)``.
@@ -83,34 +86,6 @@ def candidates_from_histogram(histogram: Any, coverages: Any) -> Any:
     short = ops.less(cumulative[None, :], targets[:, None] * total)
     k = 1.0 + ops.sum(ops.cast(short, histogram.dtype), axis=-1)
     return ops.where(ops.greater(total, 0), k, ops.zeros_like(k))
-
-
-def check_coverages(coverages):
-    """Validates distinct coverages in (0, 1]; returns them as a tuple of floats."""
-    if isinstance(coverages, (str, bytes)) or not hasattr(coverages, "__len__"):
-        raise ValueError(
-            f"`coverages` must be a sequence of numbers in (0, 1] such as (0.9, 0.99), got "
-            f"{coverages!r}."
-        )
-    if len(coverages) == 0:
-        raise ValueError("`coverages` must list at least one coverage, e.g. (0.9, 0.99).")
-    out = []
-    for i, c in enumerate(coverages):
-        if isinstance(c, bool) or not isinstance(c, (int, float)) and not hasattr(c, "__float__"):
-            raise ValueError(f"`coverages[{i}]` must be a number in (0, 1], got {c!r}.")
-        c = float(c)
-        if not 0.0 < c <= 1.0:
-            raise ValueError(
-                f"`coverages[{i}]` must lie in (0, 1] (a fraction, 0.99 for 99%), got {c!r}."
-            )
-        out.append(c)
-    if len(set(out)) != len(out):
-        raise ValueError(f"`coverages` must not repeat a value, got {tuple(coverages)}.")
-    return tuple(out)
-
-
-def _format_key(key_format, c):
-    return key_format.format(percent=f"{100 * c:.10g}", coverage=f"{c:.10g}")
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")
@@ -157,59 +132,48 @@ class CandidatesForCoverage(ClassStateMetric):
 
     def __init__(
         self,
-        coverages=(0.9, 0.95, 0.99),
-        num_classes=None,
-        key_format="candidates_for_{percent}",
-        name="candidates_for_coverage",
-        dtype=None,
-    ):
-        coverages = check_coverages(coverages)
-        if not isinstance(key_format, str) or not (
-            "{percent}" in key_format or "{coverage}" in key_format
-        ):
-            raise ValueError(
-                "`key_format` must be a string containing '{percent}' or '{coverage}', e.g. "
-                f"'candidates_for_{{percent}}'; got {key_format!r}."
-            )
-        try:
-            keys = [_format_key(key_format, c) for c in coverages]
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(
-                f"`key_format` {key_format!r} may only use the fields {{percent}} and "
-                f"{{coverage}}; formatting it failed: {error!r}."
-            ) from None
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"`key_format` {key_format!r} gives repeated keys {keys}.")
+        coverages: Sequence[float] = (0.9, 0.95, 0.99),
+        num_classes: int | None = None,
+        key_format: str = "candidates_for_{percent}",
+        name: str = "candidates_for_coverage",
+        dtype: Any = None,
+    ) -> None:
+        coverages = _config.check_coverages(coverages)
+        fields = [{"percent": f"{100 * c:.10g}", "coverage": f"{c:.10g}"} for c in coverages]
+        keys = format_keys(key_format, fields, "candidates_for_{percent}", needs="any")
         super().__init__(num_classes=num_classes, name=name, dtype=dtype)
         self.coverages = coverages
         self.key_format = key_format
         self._keys = keys
         self._direction = "down"
 
-    def _state_shapes(self, n):
+    def _state_shapes(self, n: int) -> dict[str, tuple[int, ...]]:
         return {"histogram": (n,)}
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        claim_log_keys(self, self._keys, y_true, y_pred)
+    def update_state(
+        self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None
+    ) -> None:
+        quantities = [("candidates_for_coverage", c) for c in self.coverages]
+        claim_log_keys(self, self._keys, y_true, y_pred, quantities=quantities)
         ranks, _, weights, n = self._ranked_batch(y_true, y_pred, sample_weight)
         self.histogram.assign_add(
             ops.sum(ops.one_hot(ranks, n, dtype=self.dtype) * weights[:, None], axis=0)
         )
 
-    def result(self):
+    def result(self) -> dict[str, Tensor]:
         if not self._state_built:
             return {key: ops.convert_to_tensor(0.0, dtype=self.dtype) for key in self._keys}
         k = candidates_from_histogram(self.histogram, self.coverages)
         return {key: k[i] for i, key in enumerate(self._keys)}
 
-    def topk_accuracies(self):
+    def topk_accuracies(self) -> Tensor:
         """Top-k accuracy for every k = 1..n from the histogram, shape ``(n,)``."""
         if not self._state_built:
             raise ValueError(f"{self.name!r} has seen no data yet.")
         cumulative = ops.cumsum(self.histogram)
         return safe_divide(cumulative, cumulative[-1])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "coverages": list(self.coverages),
             "num_classes": self._num_classes_arg,

@@ -29,14 +29,21 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_topk import _backend, _inputs
-from keras_topk.metrics._common import claim_log_keys, flat_weights, ks_config, safe_divide
-from keras_topk.metrics.topk_accuracy import check_ks
+from keras_topk import _backend, _config, _inputs
+from keras_topk._typing import Tensor
+from keras_topk.metrics._common import (
+    claim_log_keys,
+    flat_weights,
+    format_keys,
+    ks_config,
+    safe_divide,
+)
+from keras_topk.ops import ranking
 
 __all__ = ["PrecisionRecallAtK", "multilabel_topk_hits"]
 
 
-def _standardize(y_true, y_pred):
+def _standardize(y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     scores = _inputs.standardize_scores(y_pred)
     targets = ops.convert_to_tensor(y_true)
     if tuple(targets.shape) != tuple(scores.shape):
@@ -53,24 +60,17 @@ def _standardize(y_true, y_pred):
     return scores, ops.reshape(scores, (-1, n)), ops.reshape(relevant, (-1, n))
 
 
-def _pick(x, j):
-    # x[:, j] as a masked sum: XLA:CPU keeps top_k a partial sort only when its
-    # output is not sliced at a column other than 0.
-    position = ops.arange(int(x.shape[-1]))[None, :]
-    return ops.sum(ops.where(position == j, x, ops.zeros_like(x)), axis=-1)
-
-
-def _hits_2d(s, relevant, ks):
+def _hits_2d(s: Tensor, relevant: Tensor, ks: Sequence[int]) -> Tensor:
     """``(b, len(ks))`` counts of relevant classes retrieved in the top k (conservative ties)."""
     n = int(s.shape[-1])
     relevant = ops.cast(relevant, s.dtype)
     below = [k for k in ks if k < n]
-    thresholds = {}
+    thresholds: dict[int, Tensor] = {}
     if below:
         # NaN ranks first (as +inf) in the threshold; a NaN s_j itself fails s_j > t.
         ranked = ops.where(ops.isnan(s), ops.full_like(s, float("inf")), s)
         values, _ = ops.top_k(ranked, max(below) + 1, sorted=True)
-        thresholds = {k: _pick(values, k) for k in below}
+        thresholds = {k: ranking.column(values, k) for k in below}
     columns = []
     for k in ks:
         if k >= n:
@@ -81,7 +81,7 @@ def _hits_2d(s, relevant, ks):
     return ops.stack(columns, axis=-1)
 
 
-def multilabel_topk_hits(y_true: Any, y_pred: Any, ks: Sequence[int] = (1, 5)) -> Any:
+def multilabel_topk_hits(y_true: Tensor, y_pred: Tensor, ks: Sequence[int] = (1, 5)) -> Tensor:
     """``|T_k ∩ Y|`` for every k: relevant classes retrieved in the top k, ties conservative.
 
     Args:
@@ -99,25 +99,10 @@ def multilabel_topk_hits(y_true: Any, y_pred: Any, ks: Sequence[int] = (1, 5)) -
     >>> keras.ops.convert_to_numpy(hits).tolist()  # classes 1 and 2 tie for 2nd place
     [[1.0, 1.0, 2.0]]
     """
-    ks = check_ks(ks)
+    ks = _config.check_ks(ks)
     scores, s, relevant = _standardize(y_true, y_pred)
     hits = _hits_2d(s, relevant, ks)
     return ops.reshape(hits, tuple(ops.shape(scores)[:-1]) + (len(ks),))
-
-
-def _format_keys(key_format, ks):
-    if not isinstance(key_format, str) or "{k}" not in key_format or "{metric}" not in key_format:
-        raise ValueError(
-            "`key_format` must be a string containing '{metric}' and '{k}', e.g. "
-            f"'{{metric}}_at_{{k}}'; got {key_format!r}."
-        )
-    try:
-        return [key_format.format(metric=m, k=k) for m in ("precision", "recall") for k in ks]
-    except (KeyError, IndexError, ValueError) as error:
-        raise ValueError(
-            f"`key_format` {key_format!r} may only use the fields {{metric}} and {{k}}; "
-            f"formatting it failed: {error!r}."
-        ) from None
 
 
 @keras.saving.register_keras_serializable(package="keras_topk")
@@ -163,12 +148,15 @@ class PrecisionRecallAtK(keras.metrics.Metric):
     """
 
     def __init__(
-        self, ks=(1, 5), key_format="{metric}_at_{k}", name="precision_recall_at_k", dtype=None
-    ):
-        ks = check_ks(ks)
-        keys = _format_keys(key_format, ks)
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"`key_format` {key_format!r} gives repeated keys {keys}.")
+        self,
+        ks: Sequence[int] = (1, 5),
+        key_format: str = "{metric}_at_{k}",
+        name: str = "precision_recall_at_k",
+        dtype: Any = None,
+    ) -> None:
+        ks = _config.check_ks(ks)
+        fields = [{"metric": m, "k": k} for m in ("precision", "recall") for k in ks]
+        keys = format_keys(key_format, fields, "{metric}_at_{k}")
         super().__init__(name=name, dtype=dtype)
         self.ks = ks
         self.key_format = key_format
@@ -188,7 +176,9 @@ class PrecisionRecallAtK(keras.metrics.Metric):
             shape=(), initializer="zeros", dtype=self.dtype, name="without_labels"
         )
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(
+        self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None
+    ) -> None:
         claim_log_keys(self, self._keys, y_true, y_pred)
         mask = _backend.get_keras_mask(y_pred)
         scores, s, relevant = _standardize(y_true, y_pred)
@@ -205,14 +195,14 @@ class PrecisionRecallAtK(keras.metrics.Metric):
         self.count.assign_add(ops.sum(counted))
         self.without_labels.assign_add(ops.sum(weights * (1.0 - has_labels)))
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         m = len(self.ks)
         self.precision_sum.assign(ops.zeros((m,), dtype=self.dtype))
         self.recall_sum.assign(ops.zeros((m,), dtype=self.dtype))
         self.count.assign(0)
         self.without_labels.assign(0)
 
-    def result(self):
+    def result(self) -> dict[str, Tensor]:
         precision = safe_divide(self.precision_sum, self.count)
         recall = safe_divide(self.recall_sum, self.count)
         values = [precision[i] for i in range(len(self.ks))] + [
@@ -220,9 +210,9 @@ class PrecisionRecallAtK(keras.metrics.Metric):
         ]
         return dict(zip(self._keys, values))
 
-    def examples_without_labels(self):
+    def examples_without_labels(self) -> Tensor:
         """The (weighted) number of examples seen with no relevant class, left out of the means."""
         return self.without_labels.value
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return ks_config(self)

@@ -10,10 +10,13 @@ zero-weight ones) is excluded: counting it as 0 would drag the average down
 it. The state, per-class hit and count sums (2 x n), merges by summation.
 """
 
+from typing import Any
+
 import keras
 from keras import ops
 
 from keras_topk import _config
+from keras_topk._typing import Tensor
 from keras_topk.metrics._common import ClassStateMetric, claim_log_keys, safe_divide
 
 __all__ = ["PerClassTopKAccuracy"]
@@ -55,7 +58,13 @@ class PerClassTopKAccuracy(ClassStateMetric):
     [1.0, 0.0, nan]
     """
 
-    def __init__(self, k=5, num_classes=None, name=None, dtype=None):
+    def __init__(
+        self,
+        k: int = 5,
+        num_classes: int | None = None,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
         k = _config.check_int("k", k, minimum=1)
         super().__init__(
             num_classes=num_classes, name=name or f"macro_top{k}_accuracy", dtype=dtype
@@ -63,10 +72,12 @@ class PerClassTopKAccuracy(ClassStateMetric):
         self.k = k
         self._direction = "up"
 
-    def _state_shapes(self, n):
+    def _state_shapes(self, n: int) -> dict[str, tuple[int, ...]]:
         return {"hits": (n,), "counts": (n,)}
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(
+        self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None
+    ) -> None:
         claim_log_keys(self, [self.name], y_true, y_pred, renamed_by_keras=True)
         ranks, labels, weights, n = self._ranked_batch(y_true, y_pred, sample_weight)
         of_class = ops.one_hot(labels, n, dtype=self.dtype) * weights[:, None]
@@ -74,7 +85,7 @@ class PerClassTopKAccuracy(ClassStateMetric):
         self.hits.assign_add(ops.sum(of_class * hit[:, None], axis=0))
         self.counts.assign_add(ops.sum(of_class, axis=0))
 
-    def per_class_result(self):
+    def per_class_result(self) -> Tensor:
         """Top-k accuracy of every class, shape ``(n,)``; NaN for classes not seen."""
         if not self._state_built:
             raise ValueError(
@@ -84,14 +95,14 @@ class PerClassTopKAccuracy(ClassStateMetric):
         nan = ops.full(ops.shape(counts), float("nan"), dtype=self.dtype)
         return ops.where(ops.greater(counts, 0), safe_divide(self.hits, counts), nan)
 
-    def result(self):
+    def result(self) -> Tensor:
         if not self._state_built:
             return ops.convert_to_tensor(0.0, dtype=self.dtype)
         present = ops.cast(ops.greater(self.counts, 0), self.dtype)
         accuracies = safe_divide(self.hits, self.counts)
         return safe_divide(ops.sum(accuracies * present), ops.sum(present))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "k": self.k,
             "num_classes": self._num_classes_arg,

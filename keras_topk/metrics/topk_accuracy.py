@@ -22,19 +22,27 @@ sample, and gives every k at once (``hit_k = r < k``), so several k cost the
 same single pass as one and no ``top_k`` is needed.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 from keras import ops
 
 from keras_topk import _backend, _config, _inputs
-from keras_topk.metrics._common import claim_log_keys, ks_config, safe_divide, sample_weights
-from keras_topk.ops.ranking import label_rank_2d
+from keras_topk._typing import Tensor
+from keras_topk.metrics._common import (
+    claim_log_keys,
+    flat_ranks_and_labels,
+    format_keys,
+    ks_config,
+    safe_divide,
+    sample_weights,
+)
 
 __all__ = ["MultiTopKAccuracy", "TopKAccuracy", "label_rank", "topk_hits"]
 
 
-def label_rank(y_true: Any, y_pred: Any) -> Any:
+def label_rank(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Number of other classes scoring at least as high as the label.
 
     This is the label's 0-based rank with ties counted against it; the label
@@ -57,16 +65,11 @@ def label_rank(y_true: Any, y_pred: Any) -> Any:
     >>> keras.ops.convert_to_numpy(ranks).tolist()
     [0, 2, 1]
     """
-    scores = _inputs.standardize_scores(y_pred)
-    labels, dense = _inputs.standardize_labels(y_true, scores)
-    flat_scores, flat_labels = _inputs.flatten_batch(scores, labels, dense)
-    if dense:
-        flat_labels = ops.cast(ops.argmax(flat_labels, axis=-1), "int32")
-    ranks = label_rank_2d(flat_scores, flat_labels)
+    scores, ranks, _ = flat_ranks_and_labels(y_true, y_pred)
     return _inputs.unflatten_batch(ranks, scores)
 
 
-def topk_hits(y_true: Any, y_pred: Any, k: int = 5) -> Any:
+def topk_hits(y_true: Tensor, y_pred: Tensor, k: int = 5) -> Tensor:
     """Per-sample top-k hits under the pessimistic tie rule.
 
     A label is a hit when fewer than ``k`` other classes score at least as
@@ -92,26 +95,10 @@ def topk_hits(y_true: Any, y_pred: Any, k: int = 5) -> Any:
     return ops.cast(ops.less(label_rank(y_true, y_pred), k), keras.backend.floatx())
 
 
-def check_ks(ks):
-    """Validates a sequence of distinct k >= 1; returns it as a tuple of ints."""
-    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__len__"):
-        raise ValueError(
-            f"`ks` must be a sequence of integers such as (1, 5), got {ks!r}. For a single k "
-            "use ks=(k,) or `TopKAccuracy(k)`."
-        )
-    if len(ks) == 0:
-        raise ValueError("`ks` must list at least one k, e.g. ks=(1, 5).")
-    ks = tuple(_config.check_int(f"ks[{i}]", k, minimum=1) for i, k in enumerate(ks))
-    duplicates = sorted({k for k in ks if ks.count(k) > 1})
-    if duplicates:
-        raise ValueError(f"`ks` must not repeat a k; {duplicates} appear more than once in {ks}.")
-    return ks
-
-
 class _RankHitsMean(keras.metrics.Metric):
     """Weighted mean of ``label_rank < k`` for several k, from one rank pass."""
 
-    def __init__(self, ks, name=None, dtype=None):
+    def __init__(self, ks: tuple[int, ...], name: str | None = None, dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self._ks = ks
         # Accuracies are maximised: lets callbacks with mode="auto" find out.
@@ -123,8 +110,17 @@ class _RankHitsMean(keras.metrics.Metric):
             shape=(), initializer="zeros", dtype=self.dtype, name="count"
         )
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        claim_log_keys(self, self._log_keys(), y_true, y_pred, renamed_by_keras=self._single)
+    def update_state(
+        self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None
+    ) -> None:
+        claim_log_keys(
+            self,
+            self._log_keys(),
+            y_true,
+            y_pred,
+            renamed_by_keras=self._single,
+            quantities=[("topk_accuracy", k) for k in self._ks],
+        )
         mask = _backend.get_keras_mask(y_pred)
         ranks = label_rank(y_true, y_pred)
         ks = ops.convert_to_tensor(self._ks, dtype="int32")
@@ -139,11 +135,11 @@ class _RankHitsMean(keras.metrics.Metric):
             self.totals.assign_add(ops.sum(hits * weights[:, None], axis=0))
             self.count.assign_add(ops.sum(weights))
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         self.totals.assign(ops.zeros((len(self._ks),), dtype=self.dtype))
         self.count.assign(0)
 
-    def _accuracies(self):
+    def _accuracies(self) -> Tensor:
         return safe_divide(self.totals, self.count)
 
 
@@ -194,20 +190,20 @@ class TopKAccuracy(_RankHitsMean):
     ```
     """
 
-    def __init__(self, k=5, name=None, dtype=None):
+    def __init__(self, k: int = 5, name: str | None = None, dtype: Any = None) -> None:
         k = _config.check_int("k", k, minimum=1)
         super().__init__((k,), name=name or f"top{k}_accuracy", dtype=dtype)
         self.k = k
 
     _single = True
 
-    def _log_keys(self):
+    def _log_keys(self) -> list[str]:
         return [self.name]
 
-    def result(self):
+    def result(self) -> Tensor:
         return self._accuracies()[0]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"k": self.k, "name": self.name, "dtype": self.dtype}
 
 
@@ -232,13 +228,14 @@ class MultiTopKAccuracy(_RankHitsMean):
       models: give each output's metric its own ``key_format`` (for example
       ``"head_top{k}"``) or the entries overwrite each other.
     - Keras renames a repeated metric *name* but not a repeated dict key, so
-      ``TopKAccuracy(k=5)`` next to ``MultiTopKAccuracy(ks=(1, 5))`` would
-      both log ``top5_accuracy`` and one would silently replace the other.
-      keras-topk metrics refuse this: ``fit``/``evaluate`` raise a
-      ``ValueError`` naming both metrics when the step is first traced (every
-      compiled step; TensorFlow's ``run_eagerly=True`` debugging mode traces
-      nothing and is not checked). Drop the duplicate k or pass another
-      ``key_format``.
+      two metrics logging one key replace one another. Where both log the
+      same value (``TopKAccuracy(k=5)`` next to ``MultiTopKAccuracy(ks=(1,
+      5))``: the top-5 accuracy as ``top5_accuracy``) nothing is lost and
+      ``fit``/``evaluate`` warn; where the values differ they raise a
+      ``ValueError`` naming both metrics. Both happen when the step is first
+      traced (every compiled step; TensorFlow's ``run_eagerly=True``
+      debugging mode traces nothing and is not checked). Drop the duplicate k
+      or pass another ``key_format``.
 
     Args:
         ks: the k to report, a non-empty sequence of distinct integers >= 1.
@@ -266,10 +263,14 @@ class MultiTopKAccuracy(_RankHitsMean):
     """
 
     def __init__(
-        self, ks=(1, 5), key_format="top{k}_accuracy", name="multi_topk_accuracy", dtype=None
-    ):
-        ks = check_ks(ks)
-        keys = _format_keys(key_format, ks)
+        self,
+        ks: Sequence[int] = (1, 5),
+        key_format: str = "top{k}_accuracy",
+        name: str = "multi_topk_accuracy",
+        dtype: Any = None,
+    ) -> None:
+        ks = _config.check_ks(ks)
+        keys = format_keys(key_format, [{"k": k} for k in ks], "top{k}_accuracy")
         super().__init__(ks, name=name, dtype=dtype)
         self.ks = ks
         self.key_format = key_format
@@ -277,28 +278,12 @@ class MultiTopKAccuracy(_RankHitsMean):
 
     _single = False
 
-    def _log_keys(self):
+    def _log_keys(self) -> list[str]:
         return list(self._keys)
 
-    def result(self):
+    def result(self) -> dict[str, Tensor]:
         accuracies = self._accuracies()
         return {key: accuracies[i] for i, key in enumerate(self._keys)}
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return ks_config(self)
-
-
-def _format_keys(key_format, ks):
-    if not isinstance(key_format, str) or "{k}" not in key_format:
-        raise ValueError(
-            f"`key_format` must be a string containing '{{k}}', e.g. 'top{{k}}_accuracy'; "
-            f"got {key_format!r}."
-        )
-    try:
-        keys = [key_format.format(k=k) for k in ks]
-    except (KeyError, IndexError, ValueError) as error:
-        raise ValueError(
-            f"`key_format` {key_format!r} must have '{{k}}' as its only field "
-            f"(double other braces); formatting it failed: {error!r}."
-        ) from None
-    return keys

@@ -1,5 +1,6 @@
 """Differentiable primitives: sorting networks, relaxations, relaxed top-k, symmetric polynomials."""
 
+from keras_topk.ops.lapsum import lapsum_topk, log_lapsum_topk
 from keras_topk.ops.relaxations import DISTRIBUTIONS, comparator_weight
 from keras_topk.ops.relaxed_topk import METHODS, soft_topk
 from keras_topk.ops.sorting_networks import NETWORKS, build_network
@@ -11,6 +12,8 @@ __all__ = [
     "NETWORKS",
     "build_network",
     "comparator_weight",
+    "lapsum_topk",
     "log_elementary_symmetric",
+    "log_lapsum_topk",
     "soft_topk",
 ]

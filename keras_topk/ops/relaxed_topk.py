@@ -20,9 +20,9 @@ import numpy as np
 from keras import ops
 
 from keras_topk import _config, _inputs
-from keras_topk.ops import relaxations, sorting_networks
+from keras_topk.ops import lapsum, relaxations, sorting_networks
 
-METHODS = sorting_networks.NETWORKS + ("neuralsort", "softsort")
+METHODS = sorting_networks.NETWORKS + ("neuralsort", "softsort", "lapsum")
 
 # Above this many classes NeuralSort's sum of |s_i - s_j| is taken from sorted
 # prefix sums (O(n log n)) rather than an (n x n) matrix per sample.
@@ -45,7 +45,10 @@ def soft_topk(
         k: number of top ranks, ``1 <= k <= n``.
         method: "splitter_selection" (selection network, fewest comparators),
             "bitonic", "odd_even" (sorting networks), "neuralsort" or "softsort"
-            (relaxed permutation matrices with temperature ``1 / inverse_temperature``).
+            (relaxed permutation matrices with temperature ``1 / inverse_temperature``),
+            or "lapsum" (closed-form top-j memberships with Laplace scale
+            ``alpha = 1 / inverse_temperature``, `keras_topk.ops.lapsum_topk`;
+            column j is the top-(j+1) minus the top-j membership).
         inverse_temperature: steepness ``beta > 0``; larger is closer to the hard top-k.
         distribution: the comparator relaxation for the networks, one of
             ``keras_topk.ops.relaxations.DISTRIBUTIONS``.
@@ -91,13 +94,26 @@ def check_soft_topk_args(k, n, method, inverse_temperature, distribution, art_la
     return k, method, beta, distribution, art_lambda
 
 
-def topk_attribution(scores, k, method, inverse_temperature, distribution, art_lambda, rows=None):
+def topk_attribution(
+    scores, k, method, inverse_temperature, distribution, art_lambda, rows=None, labels=None
+):
     """Attribution of ``scores`` (b, n) to the top ``k`` ranks, arguments already checked.
 
     With ``rows`` (b, n) given, returns ``rows^T A`` of shape (b, k) (for a
-    one-hot row, the label's attribution) without forming ``A``.
+    one-hot row, the label's attribution) without forming ``A``; integer
+    ``labels`` (b,) instead of ``rows`` give the same as their one-hot rows.
     """
     n = int(scores.shape[-1])
+    if labels is not None and (method != "lapsum" or rows is not None):
+        rows = ops.one_hot(labels, n, dtype=scores.dtype) if rows is None else rows
+        labels = None
+    if method == "lapsum":
+        alpha = 1.0 / inverse_temperature
+        if labels is not None:
+            return lapsum.label_index_rank_attribution(scores, labels, k, alpha)
+        if rows is None:
+            return lapsum.rank_attribution(scores, k, alpha)
+        return lapsum.label_rank_attribution(scores, rows, k, alpha)
     if method == "neuralsort":
         attribution = _neuralsort_topk(scores, k, 1.0 / inverse_temperature)
     elif method == "softsort":

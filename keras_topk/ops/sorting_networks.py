@@ -37,22 +37,16 @@ NETWORKS = ("odd_even", "bitonic", "splitter_selection")
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    """One layer of comparators, plus the per-wire arrays that execute it.
+    """One layer of comparators: int32 arrays of length ``c``.
 
-    ``a``, ``b``, ``min_wire``, ``max_wire``: int32 arrays of length ``c`` (the
-    comparators). ``partner[w]`` is the other wire of ``w``'s comparator (``w``
-    itself if the layer leaves ``w`` alone). ``own[w]`` and ``other[w]`` index
-    the vector ``[alpha (c), 1 - alpha (c), 1, 0]`` and give the weights of
-    ``x[w]`` and ``x[partner[w]]`` in the layer's output at ``w``.
+    Comparator ``i`` compares wires ``a[i] < b[i]`` and writes the smaller
+    value to ``min_wire[i]``, the larger to ``max_wire[i]``.
     """
 
     a: np.ndarray
     b: np.ndarray
     min_wire: np.ndarray
     max_wire: np.ndarray
-    partner: np.ndarray
-    own: np.ndarray
-    other: np.ndarray
 
     @property
     def num_comparators(self):
@@ -93,24 +87,12 @@ def _make_layer(n, comparators):
     c = len(comparators)
     arr = np.array(comparators, dtype=np.int32).reshape(c, 4)
     a, b, min_wire, max_wire = (arr[:, i].copy() for i in range(4))
-    partner = np.arange(n, dtype=np.int32)
-    # Untouched wires keep their value: weight 1 on themselves, 0 on the partner.
-    own = np.full(n, 2 * c, dtype=np.int32)
-    other = np.full(n, 2 * c + 1, dtype=np.int32)
     seen: set[int] = set()
-    for i, (ai, bi, lo, hi) in enumerate(comparators):
-        if ai >= bi or {lo, hi} != {ai, bi} or ai in seen or bi in seen:
+    for ai, bi, lo, hi in comparators:
+        if ai >= bi or {lo, hi} != {ai, bi} or ai in seen or bi in seen or bi >= n:
             raise ValueError(f"Invalid comparator {(ai, bi, lo, hi)} in layer {comparators}.")
         seen.update((ai, bi))
-        partner[ai], partner[bi] = bi, ai
-        # out[lo] = alpha x_a + (1 - alpha) x_b and out[hi] = (1 - alpha) x_a + alpha x_b,
-        # so a wire keeps alpha of its own value when it reads the side its output takes.
-        ai_keeps_alpha = lo == ai
-        own[ai] = i if ai_keeps_alpha else c + i
-        other[ai] = c + i if ai_keeps_alpha else i
-        own[bi] = i if ai_keeps_alpha else c + i
-        other[bi] = c + i if ai_keeps_alpha else i
-    return Layer(a, b, min_wire, max_wire, partner, own, other)
+    return Layer(a, b, min_wire, max_wire)
 
 
 def _odd_even_layers(n):

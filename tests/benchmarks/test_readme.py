@@ -1,4 +1,4 @@
-"""README's Performance section is written from the benchmark JSON, goals and verdicts included."""
+"""The benchmark summary of docs/benchmarks.md is written from the benchmark JSON, goals and verdicts included."""
 
 from benchmarks import readme, report
 
@@ -71,9 +71,9 @@ def test_section_states_goals_verdicts_command_and_load(tmp_path):
     assert "refused" in refused
     assert "`python -m benchmarks.run --x`" in text and "[3.0, 2.0, 1.0] at start" in text
 
-    page = tmp_path / "README.md"
+    page = tmp_path / "benchmarks.md"
     page.write_text("before\n" + readme.BEGIN + "\nold\n" + readme.END + "\nafter\n")
-    readme.main(["--results", str(tmp_path), "--readme", str(page)])
+    readme.main(["--results", str(tmp_path), "--page", str(page)])
     new = page.read_text()
     assert (
         new.startswith("before\n")
@@ -181,7 +181,19 @@ def test_notes_next_to_the_results_are_appended_by_default(tmp_path):
         tmp_path, "losses", {"suite": "losses", "command": "c", "machine": {}, "rows": []}
     )
     (tmp_path / "notes.md").write_text("What this run shows: nothing.\n")
-    page = tmp_path / "README.md"
+    page = tmp_path / "benchmarks.md"
     page.write_text(readme.BEGIN + "\n" + readme.END + "\n")
-    readme.main(["--results", str(tmp_path), "--readme", str(page)])
+    readme.main(["--results", str(tmp_path), "--page", str(page)])
     assert "What this run shows: nothing.\n\n" + readme.END in page.read_text()
+
+
+def test_the_plot_is_linked_relative_to_the_page(tmp_path):
+    report.write_suite(
+        tmp_path, "losses", {"suite": "losses", "command": "c", "machine": {}, "rows": []}
+    )
+    (tmp_path / "cost_vs_n.png").write_bytes(b"")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = readme.section(str(tmp_path), str(docs))
+    assert "![cost of each method against n, log-log](../cost_vs_n.png)" in text
+    assert "## Performance" not in text

@@ -16,7 +16,8 @@ import keras
 import numpy as np
 
 import keras_topk
-from keras_topk.losses import TopKTransitionLoss, TransitionCallback
+from keras_topk.callbacks import TransitionCallback
+from keras_topk.losses import TopKTransitionLoss
 
 # Public classes deliberately outside the contract, with the reason.
 EXCLUDED = {
@@ -24,6 +25,11 @@ EXCLUDED = {
         "the schedule state of TopKTransitionLoss, not a metric to compile: the loss "
         "creates it, TransitionCallback adds it to the model's metrics and it is saved "
         "as `loss.state`; the TopKTransitionLoss cases check its round trip"
+    ),
+    "NoiseState": (
+        "the random stream of NoisedTopKHinge/LongTailTopKHinge, not a metric to compile: "
+        "the loss creates it, NoiseCallback adds it to the model's metrics and it is saved "
+        "as `loss.noise_state`; tests/losses/test_topk_calibrated_hinge.py checks it"
     ),
 }
 
@@ -88,6 +94,8 @@ class Case:
 
     def callbacks(self):
         # TopKTransitionLoss advances its schedule only through this callback.
+        if self.cls in (L.NoisedTopKHinge, L.LongTailTopKHinge):
+            return [keras_topk.callbacks.NoiseCallback()]
         return [TransitionCallback()] if self.cls is TopKTransitionLoss else []
 
 
@@ -132,6 +140,12 @@ CASES = [
     Case("topk_ce_soft", L.TopKCrossEntropy, dict(p_k=(0.5, 0.0, 0.5)), labels="soft"),
     Case("topk_ce_neuralsort", L.TopKCrossEntropy, dict(p_k=(0.25,) * 4, method="neuralsort")),
     Case(
+        "topk_ce_lapsum",
+        L.TopKCrossEntropy,
+        dict(p_k=(0.2,) * 5, method="lapsum", inverse_temperature=2.0, top1_mode="smce"),
+        default_run=True,
+    ),
+    Case(
         "transition_adaptive",
         L.TopKTransitionLoss,
         dict(
@@ -153,6 +167,81 @@ CASES = [
         labels="onehot",
     ),
     Case("transition_constant", L.TopKTransitionLoss, dict(k=4, transition="constant", weight=0.4)),
+    # The noised hinges run here with epsilon = 0 (the exact form; n_samples and
+    # seed are then only carried through get_config): their noise comes from
+    # each backend's own RNG, so TensorFlow's and JAX's values cannot agree
+    # (test_jax_backend). tests/losses/test_topk_calibrated_hinge.py trains the
+    # noised form under compiled fit on TensorFlow, JAX and PyTorch.
+    Case(
+        "calibrated_hinge",
+        L.TopKCalibratedHinge,
+        dict(k=3, margin=0.5, reduction="sum", name="cal", dtype="float64"),
+        default_run=True,
+    ),
+    Case(
+        "calibrated_hinge_multilabel",
+        L.TopKCalibratedHinge,
+        dict(k=2, multi_label=True),
+        labels="multihot",
+        bad_input_table=False,
+    ),
+    Case(
+        "noised_hinge_exact",
+        L.NoisedTopKHinge,
+        dict(
+            k=2,
+            margin=0.7,
+            epsilon=0.0,
+            n_samples=3,
+            seed=5,
+            reduction="sum",
+            name="noised",
+            dtype="float64",
+        ),
+        default_run=True,
+    ),
+    Case(
+        "noised_hinge_multilabel",
+        L.NoisedTopKHinge,
+        dict(k=3, epsilon=0.0, multi_label=True),
+        labels="multihot",
+        bad_input_table=False,
+    ),
+    Case(
+        "long_tail_hinge_exact",
+        L.LongTailTopKHinge,
+        dict(
+            class_counts=[150, 90, 60, 40, 25, 15, 10, 6, 4, 3],
+            k=2,
+            max_margin=0.4,
+            scale=2.0,
+            epsilon=0.0,
+            n_samples=3,
+            seed=9,
+            reduction="sum",
+            name="lt",
+            dtype="float64",
+        ),
+        default_run=True,
+    ),
+    Case(
+        "topk_hinge_alpha",
+        L.TopKHingeAlpha,
+        dict(k=3, margin=0.5, reduction="sum", name="alpha", dtype="float64"),
+        default_run=True,
+    ),
+    Case(
+        "topk_hinge_beta",
+        L.TopKHingeBeta,
+        dict(k=3, margin=0.5, reduction="sum", name="beta", dtype="float64"),
+        default_run=True,
+    ),
+    Case(
+        "truncated_entropy",
+        L.TruncatedTopKEntropy,
+        dict(k=3, reduction="sum", name="tent", dtype="float64"),
+        default_run=True,
+    ),
     Case("topk_accuracy", M.TopKAccuracy, dict(k=3, name="t3", dtype="float64"), default_run=True),
     Case("topk_accuracy_onehot", M.TopKAccuracy, dict(k=1), labels="onehot"),
     Case(

@@ -1,6 +1,6 @@
 """Bad input: a clear error that names the problem, or a documented, well-defined result.
 
-The table below is the one in README.md ("Bad input"). Each row runs on every
+The table below is the one in docs/bad-input.md. Each row runs on every
 loss and metric it applies to (the registry's default-run cases). Rows of
 kind "raises" expect an exception whose message contains the given text;
 rows of kind "result" check the documented result. No row may end in a
@@ -388,7 +388,8 @@ ROWS = [
     _construction(
         "unknown_reduction",
         "Invalid value for argument `reduction`",
-        *[(n, _build(PRIMARY[n].cls, reduction="avg")) for n in LOSSES],
+        # Each loss with its case's arguments (LongTailTopKHinge needs class_counts).
+        *[(n, _build(PRIMARY[n].cls, **{**PRIMARY[n].kwargs, "reduction": "avg"})) for n in LOSSES],
     ),
     # --- call / trace time: ValueError (eager or while tracing) ----------------------
     Row(

@@ -7,8 +7,6 @@ top-k predictions that Keras computes here.
 """
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -17,30 +15,10 @@ import pytest
 import keras_topk
 from keras_topk.export import export_with_loss
 from tests.contract import registry
+from tests.contract.helpers import run_consumer
 
 TF = keras.backend.backend() == "tensorflow"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONSUMER = os.path.join(ROOT, "tests", "contract", "savedmodel_consumer.py")
 K = 3
-
-
-def run_consumer(inputs, directories, tmp_path):
-    """Outputs of the endpoints of ``directories``, computed in a process without keras_topk."""
-    inputs_path = os.path.join(tmp_path, "consumer_inputs.npz")
-    outputs_path = os.path.join(tmp_path, "consumer_outputs.npz")
-    np.savez(inputs_path, **inputs)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERAS_BACKEND")}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    result = subprocess.run(
-        [sys.executable, CONSUMER, inputs_path, outputs_path, *directories],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return dict(np.load(outputs_path))
 
 
 def _label_spec(case):
@@ -122,6 +100,46 @@ def test_savedmodels_give_keras_values_without_keras_topk(which, tmp_path):
             outputs[f"{with_loss}/top_k_indices"], expected["top_k_indices"]
         )
         assert expected["weighted_loss"] != pytest.approx(expected["loss"], rel=1e-3)
+
+
+@pytest.mark.skipif(not TF, reason="SavedModel export needs the TensorFlow backend")
+@pytest.mark.parametrize(
+    "loss,name",
+    [
+        (lambda: keras_topk.losses.TopKSVM(k=2, name="hinge"), "hinge"),
+        (
+            lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "sparse_categorical_crossentropy",
+        ),
+    ],
+)
+def test_the_loss_signatures_name_their_output_after_the_loss(loss, name, tmp_path):
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
+    model.compile("sgd", loss=loss())
+    path = os.path.join(tmp_path, "named")
+    export_with_loss(model, path, k=2)
+    reloaded = tf.saved_model.load(path)
+    x = np.random.default_rng(3).normal(size=(5, 4)).astype("float32")
+    y = np.array([0, 1, 5, 2, 2], "int32")
+    weights = np.array([1.0, 0.0, 2.0, 1.0, 0.5], "float32")
+    scores = model(x)
+    expected = {
+        "loss": float(model.loss(y, scores)),
+        "weighted_loss": float(model.loss(y, scores, sample_weight=weights)),
+    }
+    signed = {
+        "loss": reloaded.signatures["loss"](y_true=y, x=x),
+        "weighted_loss": reloaded.signatures["weighted_loss"](y_true=y, x=x, sample_weight=weights),
+    }
+    called = {"loss": reloaded.loss(y, x), "weighted_loss": reloaded.weighted_loss(y, x, weights)}
+    for endpoint, value in expected.items():
+        # TF Serving's response key: the loss's name, not "output_0".
+        assert list(signed[endpoint]) == [name]
+        assert float(signed[endpoint][name]) == pytest.approx(value, rel=1e-6)
+        # Python callers still get the scalar itself.
+        assert float(called[endpoint]) == pytest.approx(value, rel=1e-6)
 
 
 @pytest.mark.skipif(not TF, reason="SavedModel export needs the TensorFlow backend")

@@ -1,4 +1,4 @@
-"""The README's "Saving, XLA, mixed precision and multi-device" snippets run, in order."""
+"""The snippets of docs/saving-and-serving.md ("Saving, XLA, mixed precision and multi-device") run, in order."""
 
 import os
 import re
@@ -8,17 +8,20 @@ import sys
 import keras
 import pytest
 
-from tests.contract.test_export import ROOT
+from tests.contract.helpers import ROOT
 
 SECTION = "## Saving, XLA, mixed precision and multi-device"
 
 
+PAGE = os.path.join("docs", "saving-and-serving.md")
+
+
 def snippets():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    start = readme.index(SECTION)
-    end = readme.find("\n## ", start + len(SECTION))
-    section = readme[start : end if end != -1 else None]
+    with open(os.path.join(ROOT, PAGE), encoding="utf-8") as f:
+        page = f.read()
+    start = page.index(SECTION)
+    end = page.find("\n## ", start + len(SECTION))
+    section = page[start : end if end != -1 else None]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
@@ -33,7 +36,7 @@ def test_the_section_has_a_snippet_for_each_topic_and_they_compile():
         "MirroredStrategy",
     ):
         assert needle in code, needle
-    compile(code, "README.md", "exec")
+    compile(code, PAGE, "exec")
 
 
 # Slow (three XLA compilations, ~30 s): CI runs it in its slow step.
@@ -42,12 +45,12 @@ def test_the_section_has_a_snippet_for_each_topic_and_they_compile():
 def test_snippets_run_in_order(tmp_path):
     # A fresh process, as a reader's: no logical devices, policies or
     # distribution strategies left behind by other tests.
-    script = os.path.join(tmp_path, "readme_snippets.py")
+    script = os.path.join(tmp_path, "page_snippets.py")
     with open(script, "w", encoding="utf-8") as f:
         f.write("\n\n".join(snippets()))
         f.write(
             "\nimport os\nassert os.path.exists('model.keras') and os.path.isdir('with_loss')\n"
-            "assert model16.dtype_policy.name == 'mixed_float16'\nprint('README snippets ran')\n"
+            "assert model16.dtype_policy.name == 'mixed_float16'\nprint('the snippets ran')\n"
         )
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
@@ -55,4 +58,4 @@ def test_snippets_run_in_order(tmp_path):
         [sys.executable, script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "README snippets ran" in result.stdout
+    assert "the snippets ran" in result.stdout

@@ -22,49 +22,100 @@ TINY_QUICK = [
 ]
 
 
+@pytest.mark.slow  # ~1 min: three conditions, two protocols, a wide head (CI runs --quick itself)
 def test_quick_study_end_to_end(tmp_path, capsys):
     out = tmp_path / "quick"
-    payload = compare_losses.main([*TINY_QUICK, "--output", str(out)])
+    conditions = ["clean", "long-tailed", "mlp256: superclass p=0.6"]
+    payload = compare_losses.main(
+        [*TINY_QUICK, "--conditions", ",".join(conditions), "--output", str(out)]
+    )
     printed = capsys.readouterr().out
     assert (
         printed.startswith("SMOKE RUN (--quick)") and "decide nothing" in printed.splitlines()[-3]
     )
-    conditions = ["clean", "superclass p=0.6", "block p=0.6", "complex/linear"]
-    assert list(payload["per_seed"]) == conditions
-    for condition in conditions:
-        runs = payload["per_seed"][condition]
-        assert list(runs) == ["ce", "transition"] and all(len(r) == 2 for r in runs.values())
-        for run in runs["ce"] + runs["transition"]:
-            curve = run["curve"]
-            assert curve == sorted(curve) and run["top1"] == curve[0] and run["top5"] == curve[4]
-            assert curve[run["cand90"] - 1] >= 0.9 and (
-                run["cand90"] == 1 or curve[run["cand90"] - 2] < 0.9
+    assert [c.name for c in compare_losses.benchmark_conditions(quick=True)] == [
+        "clean",
+        "superclass p=0.6",
+        "block p=0.6",
+        "complex/linear",
+        "long-tailed",
+        "mlp256: superclass p=0.6",
+    ]
+    assert payload["protocols"] == ["early", "fixed"]
+    for protocol in ("early", "fixed"):
+        per_seed = payload["per_seed"][protocol]
+        assert list(per_seed) == conditions
+        for condition in conditions:
+            runs = per_seed[condition]
+            assert list(runs) == ["ce", "transition"] and all(len(r) == 2 for r in runs.values())
+            budget = payload["budgets"][condition]["epochs"]
+            assert budget == min(30, max(10, 4 * payload["budgets"][condition]["pilot_epoch"]))
+            for run in runs["ce"] + runs["transition"]:
+                curve = run["curve"]
+                assert (
+                    curve == sorted(curve) and run["top1"] == curve[0] and run["top5"] == curve[4]
+                )
+                if run["cand90"] <= len(curve):  # else beyond the curve's 20 classes
+                    assert curve[run["cand90"] - 1] >= 0.9 and (
+                        run["cand90"] == 1 or curve[run["cand90"] - 2] < 0.9
+                    )
+                else:
+                    assert curve[-1] < 0.9
+                assert 0.0 < run["set99"] <= 100 and run["set99_coverage"] >= 0.95
+                assert run["epochs_run"] == budget  # both protocols come from whole-schedule runs
+                if protocol == "fixed":
+                    assert run["epoch"] == budget
+                else:
+                    assert 1 <= run["epoch"] <= budget
+                expected = run["train_top1"] - run["train_top1_clean"]
+                assert run["memorisation"] == pytest.approx(expected)
+                if condition in ("clean", "long-tailed"):
+                    assert run["memorisation"] == 0.0  # no noise: the two label sets are one
+                assert ("macro1" in run) == (condition == "long-tailed")
+            gain = payload["summary"][protocol][condition]["transition"]["top5_gain"]
+            expected = np.mean(
+                [a["top5"] - b["top5"] for a, b in zip(runs["transition"], runs["ce"])]
             )
-            assert 0.0 < run["set90"] <= 100 and run["set90_coverage"] >= 0.85
-        gain = payload["summary"][condition]["transition"]["top5_gain"]
-        expected = np.mean([a["top5"] - b["top5"] for a, b in zip(runs["transition"], runs["ce"])])
-        assert gain[0] == pytest.approx(expected)
-        chosen = payload["tuned"][condition]["transition"]["chosen"]
-        grid = payload["tuned"][condition]["transition"]["grid"]
-        best = max(grid, key=lambda g: g["validation_score"])
-        assert chosen == {k: v for k, v in best.items() if k != "validation_score"}
+            assert gain[0] == pytest.approx(expected)
+            tuned = payload["tuned"][protocol][condition]["transition"]
+            best = max(tuned["grid"], key=lambda g: g["validation_score"])
+            assert tuned["chosen"] == {k: v for k, v in best.items() if k != "validation_score"}
+            assert tuned["widened"] == []  # --quick does not widen its 2-rate grids
     bayes = payload["bayes_limit"]["clean"]
     assert (
         0.5 < bayes[0] < bayes[4] < 1.0
     )  # the known limit of this distribution (about 62% and 96%)
-    verdicts = {v["id"]: v["verdict"] for v in payload["verdicts"]}
-    assert verdicts["B1"] == "not tested in this run"  # quick has no p = 0.8 and no SVM
-    assert verdicts["S1"] in ("inconclusive at 2 seeds", "reproduced", "not reproduced")
-    for name in ("gain_vs_p.png", "accuracy_vs_k.png", "candidates.png"):
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "table.md").read_text().startswith("| condition | loss |")
-    assert "Bayes limit" in (out / "table.md").read_text()
+    for protocol in ("early", "fixed"):
+        # No claim's loss and conditions are all in this run (no p = 0.8, SVM, complex classes).
+        assert {v["verdict"] for v in payload["verdicts"][protocol]} == {"not tested in this run"}
+    assert not (out / "gain_vs_p.png").exists()  # no noise kind has two values of p here
+    for name in ("accuracy_vs_k", "candidates"):
+        for suffix in ("", "_fixed"):
+            assert (out / f"{name}{suffix}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "table.md").read_text()
+    assert table.startswith("### Early stopping\n\n| condition | loss |")
+    assert "### Fixed schedule, final model" in table and "Bayes limit" in table
+    verdicts_md = (out / "verdicts.md").read_text()
+    assert verdicts_md.count("| early stopping |") == verdicts_md.count("| fixed schedule") > 0
     assert json.loads((out / "tuned_settings.json").read_text()) == payload["tuned"]
+    guidance = (out / "guidance.md").read_text()
+    for protocol, heading in (("early", "**Early stopping.**"), ("fixed", "**Fixed schedule")):
+        section = guidance.split(heading)[1].split("**TopKTransitionLoss**: top-5: ")[1]
+        # Conditions where the paired 95% interval of the top-5 gain lies above 0, counted here.
+        up = sum(
+            payload["summary"][protocol][c]["transition"]["top5_gain"][1] > 0 for c in conditions
+        )
+        assert section.startswith(f"better than CE in {up} of 3 conditions")
 
 
 def test_an_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch):
     flags = [*TINY_QUICK, "--losses", "ce", "--conditions", "clean,complex/linear"]
     whole = compare_losses.main([*flags, "--output", str(tmp_path / "whole")])
+    # Per condition: the pilot, 2 tuning runs, and 2 seeds of each protocol's chosen setting.
+    total = sum(
+        1 + 2 + 2 * len({str(whole["tuned"][p][c]["ce"]["chosen"]) for p in ("early", "fixed")})
+        for c in ("clean", "complex/linear")
+    )
 
     real_fit, calls, cut = study.FeatureTrainer.fit, [], [True]
 
@@ -81,7 +132,6 @@ def test_an_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert len(calls) == 5
     calls.clear()
     resumed = compare_losses.main([*flags, "--output", str(tmp_path / "cut")])
-    total = 2 * (2 + 2)  # conditions x (grid + seeds)
     assert len(calls) == total - 4  # the 4 finished cells are not trained again
     assert resumed["per_seed"] == whole["per_seed"] and resumed["tuned"] == whole["tuned"]
     calls.clear()
@@ -185,11 +235,13 @@ def test_the_study_tunes_on_your_embeddings(embeddings_file, tmp_path, capsys):
             str(out),
         ]
     )
-    (condition,) = payload["per_seed"]
-    assert (
-        condition == "embeddings VGG16 cifar100" and len(payload["per_seed"][condition]["ce"]) == 2
-    )
-    assert len(payload["tuned"][condition]["ce"]["grid"]) == 4 and payload["verdicts"] == []
+    (condition,) = payload["per_seed"]["early"]
+    for protocol in ("early", "fixed"):
+        runs = payload["per_seed"][protocol][condition]["ce"]
+        assert condition == "embeddings VGG16 cifar100" and len(runs) == 2
+        assert all(0.0 <= r["macro5"] <= 1.0 and "memorisation" not in r for r in runs)
+        assert len(payload["tuned"][protocol][condition]["ce"]["grid"]) >= 4
+    assert payload["verdicts"] == {}
     assert "Chosen settings" in capsys.readouterr().out
 
 
@@ -214,7 +266,7 @@ def test_the_study_embeds_a_tfds_dataset_first(tmp_path):
     ]
     payload = compare_losses.main(flags)
     assert (out / "embeddings" / "cifar100-VGG16-mock.npz").exists()
-    assert list(payload["per_seed"]) == ["embeddings VGG16 cifar100"]
+    assert list(payload["per_seed"]["fixed"]) == ["embeddings VGG16 cifar100"]
 
 
 def test_bad_flags_are_messages(tmp_path, capsys):
@@ -223,7 +275,7 @@ def test_bad_flags_are_messages(tmp_path, capsys):
     assert exit_info.value.code == 2 and "unknown hinge" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         common.run(compare_losses.main, ["--conditions", "noisy", "--output", str(tmp_path)])
-    assert "superclass p=0.2" in capsys.readouterr().err
+    assert "superclass p=0.4" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         common.run(
             compare_losses.main,

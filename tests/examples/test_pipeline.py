@@ -123,7 +123,7 @@ def test_loss_factory_passes_the_flags_to_each_loss():
         and transition.transition_steps == 40
         and transition.k == 3
     )
-    assert isinstance(callbacks[0], keras_topk.losses.TransitionCallback)
+    assert isinstance(callbacks[0], keras_topk.callbacks.TransitionCallback)
     hard, _ = common.make_loss("topk_svm", args, 100)
     assert isinstance(hard, keras_topk.losses.TopKSVM) and hard.k == 3
 

@@ -70,12 +70,12 @@ def test_verdicts_reproduced_not_reproduced_and_inconclusive():
 def test_slope_checks_use_the_clean_condition_as_p_zero():
     conditions = compare_losses.benchmark_conditions()
     noise_ps = compare_losses.noise_ps_of(conditions)
-    assert noise_ps["superclass"][0] == (0.0, "clean") and [p for p, _ in noise_ps["block"]] == [
-        0,
-        0.2,
-        0.4,
-        0.6,
-        0.8,
+    assert noise_ps["superclass"][0] == (0.0, "clean")
+    assert [p for p, _ in noise_ps["block"]] == [0, 0.4, 0.8]
+    assert noise_ps["mlp256: block"] == [
+        (0.0, "mlp256: clean"),
+        (0.4, "mlp256: block p=0.4"),
+        (0.8, "mlp256: block p=0.8"),
     ]
     growing = {"clean": {"top5": [0.001 * s for s in range(5)]}}
     for p, name in noise_ps["superclass"][1:]:
@@ -133,7 +133,8 @@ def test_trainer_learns_separable_classes_and_stops_early():
     trainer = study.FeatureTrainer(
         study.TrainerConfig(max_epochs=60, patience=3, batch_size=64), 10
     )
-    params, info = trainer.fit(study.Setting.of("ce", 0.1), train, val, seed=0)
+    snapshots, info = trainer.fit(study.Setting.of("ce", 0.1), train, val, seed=0)
+    params = snapshots["early"]
     accuracy = study.accuracy_at_k(study.label_ranks(trainer.forward(params, xt), yt), 1)[0]
     assert accuracy > 0.9 and info["validation_score"] > 0.9
     assert info["epochs_run"] - info["epoch"] <= 3 and info["epochs_run"] < 60
@@ -152,7 +153,12 @@ def test_tune_picks_the_best_validation_setting_and_the_first_of_ties():
 
 
 class StubTrainer:
-    """Validation score from a table; test scores that put the label first iff the setting is 'good'."""
+    """Validation scores from a table; test scores that put the label first iff the setting is 'good'.
+
+    The early-stopping snapshot and the final one differ: the best epoch's validation score
+    favours lr 0.03, the final epoch's lr 0.1; test scores rank the label first only for the
+    final parameters of lr 0.1 and the early ones of lr 0.03.
+    """
 
     calls = []
 
@@ -161,17 +167,25 @@ class StubTrainer:
 
     def fit(self, setting, train, validation, seed):
         StubTrainer.calls.append((setting, seed))
-        quality = {0.01: 0.2, 0.03: 0.9, 0.1: 0.4}[setting.lr]
-        return (setting.lr, seed), {"validation_score": quality, "epoch": 1, "epochs_run": 1}
+        best = {0.01: 0.2, 0.03: 0.9, 0.1: 0.4}[setting.lr]
+        final = {0.01: 0.1, 0.03: 0.3, 0.1: 0.5}[setting.lr]
+        info = {
+            "validation_score": best,
+            "final_validation_score": final,
+            "epoch": 1,
+            "epochs_run": 3,
+        }
+        return {"early": ("early", setting.lr), "final": ("final", setting.lr)}, info
 
     def forward(self, params, x):
-        lr, seed = params
+        snapshot, lr = params
+        good = (snapshot, lr) in (("early", 0.03), ("final", 0.1))
         scores = np.zeros((x.shape[0], self.num_classes), np.float32)
-        scores[:, 0] = 1.0 if lr == 0.03 else -1.0  # the stub's test labels are all 0
+        scores[:, 0] = 2.0 if good else -1.0  # the stub's labels are all 0
         return scores
 
 
-def test_the_study_trains_every_seed_with_the_setting_that_won_on_validation(tmp_path):
+def test_each_protocol_trains_every_seed_with_the_setting_it_chose_on_validation(tmp_path):
     StubTrainer.calls = []
     grid = {"ce": [study.Setting.of("ce", lr) for lr in (0.01, 0.03, 0.1)]}
     user = (
@@ -183,7 +197,7 @@ def test_the_study_trains_every_seed_with_the_setting_that_won_on_validation(tmp
     )
     condition = compare_losses.Condition("user", None)
     store = study.Store(str(tmp_path), {"test": 1})
-    tuned, per_seed, _, _ = compare_losses.run_study(
+    tuned, per_seed, _, _, budgets = compare_losses.run_study(
         [condition],
         ["ce"],
         [0, 1, 2],
@@ -193,12 +207,53 @@ def test_the_study_trains_every_seed_with_the_setting_that_won_on_validation(tmp
         compare_losses.Data(user),
         progress_bar=False,
         trainer_factory=StubTrainer,
+        widen_steps=0,
     )
-    assert tuned["user"]["ce"]["chosen"] == {"loss": "ce", "lr": 0.03}
-    assert [g["validation_score"] for g in tuned["user"]["ce"]["grid"]] == [0.2, 0.9, 0.4]
-    assert [(s.lr, seed) for s, seed in StubTrainer.calls[3:]] == [(0.03, 0), (0.03, 1), (0.03, 2)]
-    assert [run["top1"] for run in per_seed["user"]["ce"]] == [1.0, 1.0, 1.0]
-    assert all(run["cand99"] == 1 for run in per_seed["user"]["ce"])
+    # Early stopping tunes on the best epoch's score, the fixed schedule on the final epoch's.
+    assert tuned["early"]["user"]["ce"]["chosen"] == {"loss": "ce", "lr": 0.03}
+    assert tuned["fixed"]["user"]["ce"]["chosen"] == {"loss": "ce", "lr": 0.1}
+    assert [g["validation_score"] for g in tuned["early"]["user"]["ce"]["grid"]] == [0.2, 0.9, 0.4]
+    assert [g["validation_score"] for g in tuned["fixed"]["user"]["ce"]["grid"]] == [0.1, 0.3, 0.5]
+    # The pilot (CE at 0.01), the 3 tuning runs, then each seed with each protocol's setting.
+    assert StubTrainer.calls[0][0].lr == 0.01 and budgets["user"]["pilot_epoch"] == 1
+    assert [(s.lr, seed) for s, seed in StubTrainer.calls[4:]] == [
+        (lr, seed) for seed in (0, 1, 2) for lr in (0.03, 0.1)
+    ]
+    # Each protocol is scored on its own snapshot: the stub ranks the label first only there.
+    for protocol in ("early", "fixed"):
+        assert [run["top1"] for run in per_seed[protocol]["user"]["ce"]] == [1.0, 1.0, 1.0]
+        assert all(run["cand99"] == 1 for run in per_seed[protocol]["user"]["ce"])
+    assert [r["epoch"] for r in per_seed["fixed"]["user"]["ce"]] == [3, 3, 3]
+    assert [r["epoch"] for r in per_seed["early"]["user"]["ce"]] == [1, 1, 1]
+
+
+def test_widening_adds_the_next_rate_beyond_the_edge_for_every_loss():
+    scores = {0.003: 0.1, 0.01: 0.2, 0.03: 0.5, 0.1: 0.7, 0.3: 0.9, 1.0: 0.8}
+    grid = [study.Setting.of("ce", lr) for lr in (0.003, 0.01, 0.03, 0.1)]
+    best, widened, seen, added = study.tune_widening(grid, lambda s: scores[s.lr])
+    assert best.lr == 0.3 and [s.lr for s in added] == [0.3, 1.0]
+    assert seen == [scores[s.lr] for s in widened] and widened[:4] == grid
+    # A top-k loss: the rate beyond the edge with the chosen loss settings, the lower edge too.
+    grid = [
+        study.Setting.of("smooth_svm", lr, tau=t, alpha=1.0)
+        for lr in (0.01, 0.03)
+        for t in (1, 0.1)
+    ]
+    chosen = study.Setting.of("smooth_svm", 0.01, tau=0.1, alpha=1.0)
+    assert study.widen(grid, chosen) == study.Setting.of("smooth_svm", 0.003, tau=0.1, alpha=1.0)
+    interior = [study.Setting.of("ce", lr) for lr in (0.003, 0.01, 0.03)]
+    assert study.widen(interior, interior[1]) is None
+
+
+def test_the_long_tail_follows_its_power_law():
+    config = benchmark.Benchmark(long_tail=(150, 3))
+    counts = config.train_counts()
+    a = np.log(50) / np.log(100)
+    assert counts[0] == 150 and counts[-1] == 3 and counts[9] == round(150 * 10**-a)
+    x, y, xt, yt, _ = benchmark.make_task(dataclasses.replace(config, test_size=4000), seed=0)
+    np.testing.assert_array_equal(np.bincount(y, minlength=100), counts)
+    test_counts = np.bincount(yt, minlength=100)  # balanced: uniform labels, 40 expected per class
+    assert test_counts.min() > 15 and test_counts.max() < 70
 
 
 def test_store_keeps_each_study_configuration_apart(tmp_path):
@@ -210,6 +265,13 @@ def test_store_keeps_each_study_configuration_apart(tmp_path):
 
 
 def test_settings_round_trip_and_every_loss_has_the_same_budget():
+    # The arms' grids are the grids of the study before they became a list of arms.
+    assert [s.lr for s in study.GRIDS["default"]["ce"]] == [0.003, 0.01, 0.03, 0.1]
+    assert study.GRIDS["default"]["transition"] == [
+        study.Setting.of("transition", lr, schedule=s)
+        for lr in (0.01, 0.03)
+        for s in ("adaptive", "linear")
+    ]
     for grids in (study.GRIDS["default"], study.QUICK_GRIDS):
         assert len({len(g) for g in grids.values()}) == 1
         for grid in grids.values():

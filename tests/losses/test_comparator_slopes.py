@@ -1,6 +1,6 @@
 """Which comparator relaxations have a bounded slope, and what an unbounded one does to TopKCrossEntropy.
 
-The README's table ("TopKCrossEntropy", choosing `distribution`) is printed by
+The table of docs/losses.md ("TopKCrossEntropy", choosing `distribution`) is printed by
 
     KERAS_BACKEND=tensorflow python -m tests.losses.test_comparator_slopes
 
@@ -9,7 +9,8 @@ can change with the logits. Every distribution but "logistic_phi" has its
 steepest point at the tie ``v = 0``, with a finite slope proportional to
 ``beta``; "logistic_phi" (``sigmoid(beta v / |v|^lambda)``) has slope
 ``~ beta (1 - lambda) / (4 |v|^lambda)``, unbounded as two scores meet (only
-the ``1e-10`` guard stops it).
+the ``1e-10`` guard stops it; at an exact tie, ``v = 0``, keras-topk takes the
+logistic's ``beta / 4``: tests/ops/test_relaxations.py).
 """
 
 import math

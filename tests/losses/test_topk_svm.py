@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from keras_topk.losses import TopKSVM, topk_svm
-from tests.losses.test_smooth_topk_svm import (
+from tests.references import autodiff
+from tests.references.svm_enumeration import (
     CASES,
     hard_by_enumeration,
     reference_available,
     scores_near_a_tie,
 )
-from tests.references import autodiff
 
 
 @pytest.mark.parametrize("n,k", CASES)

@@ -377,6 +377,40 @@ def test_linear_schedule_moves_during_fit_and_not_during_evaluation(rng):
     assert int(keras.ops.convert_to_numpy(loss.state.steps)) == 3
 
 
+def test_only_the_training_logs_report_the_weight(rng, tmp_path):
+    # Validation used to log the same w again as `val_topk_transition_weight`, and
+    # `evaluate` reported w only where a callback had added the state to the metrics:
+    # not after `load_model`.
+    x, y = _data(rng)
+    loss = TopKTransitionLoss(k=2, transition="linear", transition_steps=10)
+    model = _model(loss)
+    history = model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        validation_data=(x, y),
+        callbacks=[TransitionCallback()],
+    ).history
+    assert set(history) == {"loss", "topk_transition_weight", "val_loss"}
+    assert history["topk_transition_weight"][-1] == pytest.approx(0.6)
+    assert set(model.evaluate(x, y, verbose=0, return_dict=True)) == {"loss"}
+    path = str(tmp_path / "logs.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert set(restored.evaluate(x, y, verbose=0, return_dict=True)) == {"loss"}
+    attached = restored.evaluate(
+        x, y, verbose=0, return_dict=True, callbacks=[TransitionCallback()]
+    )
+    assert set(attached) == {"loss"}
+    # Training the restored model logs w again, from where it stopped.
+    history = restored.fit(
+        x, y, batch_size=16, epochs=1, verbose=0, callbacks=[TransitionCallback()]
+    ).history
+    assert history["topk_transition_weight"] == [pytest.approx(0.9)]
+
+
 def test_one_loss_instance_in_two_models_is_refused_with_a_clear_error(rng):
     x, y = _data(rng)
     loss = TopKTransitionLoss(k=2, transition="linear", transition_steps=3)

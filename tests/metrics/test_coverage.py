@@ -196,6 +196,7 @@ def test_fit_logs_one_entry_per_coverage_and_lower_is_better(rng):
         (dict(coverages=0.9), "sequence"),
         (dict(coverages=(0.9, 0.9)), "repeat"),
         (dict(coverages=(True,)), "a number"),
+        (dict(coverages=(np.True_,)), "a number"),
         (dict(key_format="candidates"), "key_format"),
         (dict(key_format="{percent}_{k}"), "key_format"),
         (dict(num_classes=0), "must be >= 1"),
@@ -205,6 +206,19 @@ def test_fit_logs_one_entry_per_coverage_and_lower_is_better(rng):
 def test_bad_configuration_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CandidatesForCoverage(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "coverages",
+    [(0.9, 0.0), (1.5,), (float("nan"),), (), "0.9", (0.9, 0.9), (True,), (0.9, "high")],
+)
+def test_the_metric_and_conformal_refuse_coverages_alike(coverages):
+    # One check serves both: the same bad coverages, the same message.
+    with pytest.raises(ValueError) as from_metric:
+        CandidatesForCoverage(coverages)
+    with pytest.raises(ValueError) as from_conformal:
+        conformal.candidates_for_coverage(np.zeros((4, 3)), [0, 1, 2, 0], coverages)
+    assert str(from_metric.value) == str(from_conformal.value)
 
 
 def _update(labels, scores):

@@ -267,7 +267,7 @@ def test_bad_k_raises(kwargs, match):
         ({"ks": (1, 0)}, r"`ks\[1\]` must be >= 1"),
         ({"ks": (1, 2.5)}, r"`ks\[1\]` must be an integer"),
         ({"key_format": "top_accuracy"}, "must be a string containing"),
-        ({"key_format": "top{k}_{j}"}, "only field"),
+        ({"key_format": "top{k}_{j}"}, r"may only use the field \{k\} "),
     ],
 )
 def test_bad_multi_configuration_raises(kwargs, match):
@@ -364,7 +364,7 @@ def test_fit_and_evaluate_with_jit_compile_log_every_k_from_one_entry(rng):
         ],
         jit_compile=True,
     )
-    # The README's advice: a MultiTopKAccuracy key needs mode="max"; a TopKAccuracy name works with "auto".
+    # docs/metrics.md's advice: a MultiTopKAccuracy key needs mode="max"; a TopKAccuracy name works with "auto".
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_top5_accuracy", mode="max", patience=5),
         keras.callbacks.EarlyStopping(monitor="val_single5", patience=5),
@@ -423,20 +423,23 @@ def test_docstring_examples_run():
 @pytest.mark.parametrize("mode", ["jit", "graph"])
 def test_a_log_key_claimed_twice_raises_instead_of_being_overwritten(mode, rng):
     # Keras renames repeated metric names but not repeated dict keys: both of
-    # these would log top5_accuracy and one would silently replace the other.
-    # (Checked where the step is traced, under TensorFlow and JAX; TensorFlow's
-    # run_eagerly=True and PyTorch's eager steps are not.)
+    # these would log top5_accuracy (top1_accuracy) with different values, and one
+    # would silently replace the other. (Checked where the step is traced, under
+    # TensorFlow and JAX; TensorFlow's run_eagerly=True and PyTorch's eager steps
+    # are not.)
     if keras.backend.backend() not in ("tensorflow", "jax"):
         pytest.skip("checked only where TensorFlow or JAX trace the step")
     x = rng.normal(size=(32, 4)).astype("float32")
     y = rng.integers(0, 6, 32)
     for metrics in (
-        [TopKAccuracy(5), MultiTopKAccuracy(ks=(1, 2, 5))],
-        [MultiTopKAccuracy(ks=(1, 5)), TopKAccuracy(5)],
-        [MultiTopKAccuracy(ks=(1, 5)), MultiTopKAccuracy(ks=(5, 10), name="other")],
+        [TopKAccuracy(2, name="top5_accuracy"), MultiTopKAccuracy(ks=(1, 2, 5))],
+        [MultiTopKAccuracy(ks=(1, 5)), TopKAccuracy(1, name="top5_accuracy")],
         [
-            MultiTopKAccuracy(ks=(1,)),
-            keras_topk.metrics.CandidatesForCoverage((0.9,), key_format="top1_accuracy{percent}"),
+            MultiTopKAccuracy(ks=(1, 5)),
+            keras_topk.metrics.CandidatesForCoverage((0.05,), key_format="top{percent}_accuracy"),
+        ],
+        [
+            keras_topk.metrics.CandidatesForCoverage((0.01,), key_format="top{percent}_accuracy"),
             TopKAccuracy(1),
         ],
     ):
@@ -451,6 +454,38 @@ def test_a_log_key_claimed_twice_raises_instead_of_being_overwritten(mode, rng):
             ValueError, match="Two metrics would log the same key 'top[15]_accuracy'"
         ):
             model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("mode", ["jit", "graph"])
+def test_a_key_logged_twice_with_the_same_value_warns_and_logs_it(mode, rng):
+    # 0.1.0 accepted MultiTopKAccuracy(ks=(1, 5)) beside TopKAccuracy(k=5): both log
+    # top5_accuracy, and whichever Keras keeps is the same top-5 accuracy.
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        pytest.skip("checked only where TensorFlow or JAX trace the step")
+    x = rng.normal(size=(48, 4)).astype("float32")
+    y = rng.integers(0, 8, 48)
+    for metrics in (
+        [MultiTopKAccuracy(ks=(1, 5)), TopKAccuracy(k=5)],
+        [TopKAccuracy(5), MultiTopKAccuracy(ks=(1, 2, 5))],
+        [MultiTopKAccuracy(ks=(1, 5)), MultiTopKAccuracy(ks=(5, 7), name="other")],
+    ):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
+        model.compile(
+            "sgd",
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=metrics,
+            jit_compile=mode == "jit",
+        )
+        with pytest.warns(UserWarning, match="Two metrics log the same key 'top5_accuracy'"):
+            logs = model.evaluate(x, y, batch_size=48, verbose=0, return_dict=True)
+        # The value, from the model's own scores in float64 NumPy: a hit when fewer
+        # than 5 other classes score at least as high as the label.
+        scores = np.asarray(model.predict(x, verbose=0), dtype="float64")
+        label = scores[np.arange(len(y)), y][:, None]
+        rivals = (scores >= label).sum(axis=1) - 1
+        assert logs["top5_accuracy"] == pytest.approx(np.mean(rivals < 5), abs=1e-6)
+        assert logs["top1_accuracy"] == pytest.approx(np.mean(rivals < 1), abs=1e-6)
 
 
 def test_repeated_names_and_distinct_keys_still_log_every_value(rng):

@@ -3,7 +3,7 @@ import pytest
 
 from keras_topk.ops import DISTRIBUTIONS, comparator_weight
 from keras_topk.ops.relaxations import comparator_slope
-from tests.references import numpy_topk
+from tests.references import autodiff, numpy_topk
 
 
 @pytest.mark.parametrize("distribution", DISTRIBUTIONS)
@@ -50,6 +50,41 @@ def test_slope_is_the_derivative_of_the_numpy_cdf(distribution, beta, art_lambda
     np.testing.assert_allclose(ours, numeric, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("beta,art_lambda", [(1.0, 0.5), (0.7, 0.25), (2.0, 1.0)])
+def test_logistic_phi_at_an_exact_tie_has_the_logistic_slope(beta, art_lambda):
+    # The reference's slope there, beta / 4 * 1e10 ** art_lambda, is its guard's.
+    v = np.array([0.0, -0.0])
+    alpha = comparator_weight(v, "logistic_phi", beta, art_lambda)
+    np.testing.assert_array_equal(np.asarray(alpha), 0.5)
+    slope = np.asarray(comparator_slope(v, alpha, "logistic_phi", beta, art_lambda))
+    np.testing.assert_allclose(slope, beta / 4, rtol=1e-15)
+    # Autodiff through the forward (the dense-label path) agrees with the written-out slope.
+    auto = autodiff.grad(lambda d: comparator_weight(d, "logistic_phi", beta, art_lambda), v)
+    np.testing.assert_allclose(auto, beta / 4, rtol=1e-12)
+
+
+@pytest.mark.parametrize("art_lambda", [0.5, 0.25])
+def test_logistic_phi_off_the_tie_is_the_reference(art_lambda):
+    # Down to differences the guard dominates: values equal the NumPy formula;
+    # slopes its central differences (step 1e-4 |v|, float64).
+    v = np.array([-3e-13, 4e-14, 1e-9, -1e-6, 1e-4, -0.3, 2.0])
+    alpha = comparator_weight(v, "logistic_phi", 0.8, art_lambda)
+    np.testing.assert_allclose(
+        np.asarray(alpha), numpy_topk.cdf(v, "logistic_phi", 0.8, art_lambda), rtol=1e-15
+    )
+    far = np.abs(v) >= 1e-6
+    h = 1e-4 * np.abs(v[far])
+    numeric = (
+        numpy_topk.cdf(v[far] + h, "logistic_phi", 0.8, art_lambda)
+        - numpy_topk.cdf(v[far] - h, "logistic_phi", 0.8, art_lambda)
+    ) / (2 * h)
+    slope = comparator_slope(v, alpha, "logistic_phi", 0.8, art_lambda)
+    np.testing.assert_allclose(np.asarray(slope)[far], numeric, rtol=1e-6)
+    # In the guard's range the reference is linear, v / 1e-10 ** art_lambda: its slope is kept.
+    guard = np.abs(v) < 1e-12
+    np.testing.assert_allclose(np.asarray(slope)[guard], 0.8 / 4 * 1e10**art_lambda, rtol=1e-2)
+
+
 def test_unknown_distribution():
-    with pytest.raises(ValueError, match="Unknown distribution"):
+    with pytest.raises(ValueError, match="Unknown `distribution` 'laplace'"):
         comparator_weight(np.zeros(2), "laplace", 1.0)

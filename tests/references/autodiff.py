@@ -32,3 +32,14 @@ def value_and_grad(fn, x):
 def grad(fn, x):
     """The gradient of ``sum(fn(x))`` with respect to ``x``, as NumPy."""
     return value_and_grad(fn, x)[1]
+
+
+def finite_differences(fn, x, h=1e-6):
+    """Central differences ``(fn(x + h e_i) - fn(x - h e_i)) / 2h`` of a scalar ``fn``, entry by entry."""
+    x = np.asarray(x, dtype="float64")
+    out = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[idx] = h
+        out[idx] = (float(fn(x + step)) - float(fn(x - step))) / (2 * h)
+    return out

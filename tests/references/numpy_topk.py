@@ -67,6 +67,34 @@ def softsort_attribution(s, k, tau):
     return np.stack([special.softmax(-np.abs(s - t) / tau) for t in top], axis=1)
 
 
+def lapsum_attribution(s, k, alpha):
+    """Rank columns p^(j) - p^(j-1) of LapSum's top-j memberships, roots by bisection (float64)."""
+    s = np.asarray(s, dtype=np.float64)
+    s = s - s.max()
+    n = len(s)
+
+    def cdf(x):
+        return np.where(x > 0, 1.0 - 0.5 * np.exp(-np.abs(x)), 0.5 * np.exp(-np.abs(x)))
+
+    members = [np.zeros(n)]
+    for j in range(1, k + 1):
+        if j >= n:
+            members.append(np.ones(n))
+            continue
+        lo, hi = s.min() - 60 * alpha - 1, 60 * alpha + 1
+        for _ in range(2000):
+            mid = 0.5 * (lo + hi)
+            if mid in (lo, hi):
+                break
+            x = (s - mid) / alpha
+            above = x > 0
+            excess = (above.sum() - j) + 0.5 * (np.exp(x[~above]).sum() - np.exp(-x[above]).sum())
+            lo, hi = (mid, hi) if excess > 0 else (lo, mid)
+        members.append(cdf((s - 0.5 * (lo + hi)) / alpha))
+    members = np.stack(members, axis=1)
+    return members[:, 1:] - members[:, :-1]
+
+
 def hard_topk(s, k):
     """Indicator [score i has rank j] for distinct scores."""
     order = np.argsort(-np.asarray(s), kind="stable")
@@ -83,6 +111,8 @@ def attribution(s, k, method, beta, distribution="logistic_phi", art_lambda=0.5)
         return neuralsort_attribution(s, k, 1 / beta)
     if method == "softsort":
         return softsort_attribution(s, k, 1 / beta)
+    if method == "lapsum":
+        return lapsum_attribution(s, k, 1 / beta)
     net = build_network(method, len(s), k)
     return network_attribution(s, net.comparators(), k, distribution, beta, art_lambda)
 
