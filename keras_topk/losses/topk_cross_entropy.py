@@ -123,7 +123,7 @@ def _topk_cross_entropy_2d(s, y, rows, config):
         y = ops.zeros_like(y)
     n = int(s.shape[-1])
     # LapSum needs only the label's index (no (b, n) one-hot row).
-    by_index = False
+    by_index = config.method == "lapsum" and not dense
     # One-hot rows: the label's attribution comes from pushing the row through
     # the network (O(n) a layer); soft rows need the whole attribution matrix.
     targets = rows if dense else None if by_index else ops.one_hot(y, n, dtype=s.dtype)
