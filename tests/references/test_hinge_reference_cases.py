@@ -28,29 +28,13 @@ the label's *score* to 0 (a different loss), is not a reference here.
 """
 
 import importlib
-import json
-import pathlib
 
 import numpy as np
 import pytest
 
 from keras_topk import losses
 from tests.references import autodiff
-
-CASES = pathlib.Path(__file__).resolve().parent / "cases"
-
-
-def load(name):
-    data = np.load(CASES / f"{name}.npz")
-    meta = json.loads(str(data["meta"]))
-    results = []
-    for i in range(len(meta["cases"])):
-        prefix = f"{i}/"
-        results.append(
-            {key[len(prefix) :]: data[key] for key in data.files if key.startswith(prefix)}
-        )
-    return meta, results
-
+from tests.references.committed import load
 
 HINGE_META, HINGE = load("topk_hinge_family")
 LAPIN_META, LAPIN = load("lapin_losses")

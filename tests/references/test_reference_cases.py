@@ -40,9 +40,6 @@ test run without PyTorch. Tolerances:
   backward (autograd through top-k) is exact, and ours equals it.
 """
 
-import json
-import pathlib
-
 import keras
 import numpy as np
 import pytest
@@ -50,21 +47,7 @@ from packaging.version import Version
 
 from keras_topk.losses import TopKCrossEntropy, smooth_topk_svm, topk_svm
 from tests.references import autodiff
-
-CASES = pathlib.Path(__file__).resolve().parent / "cases"
-
-
-def load(name):
-    data = np.load(CASES / f"{name}.npz")
-    meta = json.loads(str(data["meta"]))
-    results = []
-    for i in range(len(meta["cases"])):
-        prefix = f"{i}/"
-        results.append(
-            {key[len(prefix) :]: data[key] for key in data.files if key.startswith(prefix)}
-        )
-    return meta, results
-
+from tests.references.committed import load
 
 CE_META, CE_RESULTS = load("topk_cross_entropy")
 SVM_META, SVM_RESULTS = load("smooth_topk_svm")
