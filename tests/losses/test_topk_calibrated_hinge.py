@@ -286,11 +286,12 @@ def check_noise(out, backend):
     assert all(abs(v - out["a"]["exact"]) > 1e-4 for v in a)
 
 
-# CI runs the `jax` tests in its JAX step; each test here takes 20 s to
-# minutes (compiling fit's step several times), hence `slow`.
+# CI runs these in its JAX and torch steps (.ci/run, "noise under jitted fit"); each takes
+# 20 s to minutes (compiling fit's step several times), hence `slow`.
 @pytest.mark.jax
 @pytest.mark.slow
 def test_jax_fit_draws_new_reproducible_noise_at_every_step():
+    pytest.importorskip("jax")
     out = run_noise_fit("jax", ["a", "b", "c", "long_tail", "no_callback"])
     check_noise(out, "jax")
     assert len(set(out["long_tail"]["losses"])) == 3
