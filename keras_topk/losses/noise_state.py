@@ -11,9 +11,11 @@ Under JAX a noised loss whose state is not threaded raises ``ValueError``
 when the step is traced, rather than train on frozen noise.
 """
 
+import random
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_topk import _backend
@@ -48,9 +50,16 @@ class NoiseState(keras.metrics.Metric):
         # PyTorch's Keras backend seeds each draw with the sum of the state's two
         # entries, so the streams of seeds s and s + 1 would be one draw apart:
         # a multiplicative hash spreads neighbouring seeds over the 31-bit range.
-        spread = None if seed is None else (int(seed) * 2654435761) % (2**31 - 1)
+        # Unseeded, the draw is Keras's own (`python random`, which
+        # `keras.utils.set_random_seed` seeds).
+        spread = (
+            random.randint(1, 10**9) if seed is None else (int(seed) * 2654435761) % (2**31 - 1)
+        )
         self.generator = keras.random.SeedGenerator(spread)
-        initial = ops.convert_to_numpy(self.generator.state)
+        # A SeedGenerator's state starts at [seed, 0]. Written out rather than
+        # read back from the generator, so that a loss built inside a traced
+        # function (jax.jit) needs no concrete value.
+        initial = np.array([spread, 0])
         # A variable of the metric (so that trainers thread it), which the
         # generator then uses as its state. "only_first_replica": replicas may
         # update it inside a replica context (TensorFlow's strategies).
